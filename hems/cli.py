@@ -1,0 +1,138 @@
+"""Command line: ``hems dev``, ``hems simulate``, ``hems config check``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+
+from . import __version__
+from .config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hems", description="Home energy management gateway")
+    p.add_argument("--version", action="version", version=f"hems {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run the simulated home, the controller and the dashboard")
+    dev.add_argument("--config", metavar="FILE", help="TOML config (default: the reference home)")
+    dev.add_argument("--port", type=int, help="HTTP port (default 8080; 0 = any free port)")
+    dev.add_argument("--host", help="HTTP address to listen on (default 127.0.0.1)")
+    dev.add_argument("--speed", type=float, help="simulated time runs this many times faster than real time")
+    dev.add_argument("--start", metavar="ISO", help="simulated clock start, local time, e.g. 2026-07-01T06:00")
+    dev.add_argument("--data-dir", metavar="DIR", help="where the database goes (default var/dev)")
+    dev.add_argument("--strategy", choices=("none", "rules"), help="controller strategy (default rules)")
+
+    sim = sub.add_parser("simulate", help="price the simulated home over N days, in-process at full speed")
+    sim.add_argument("--days", type=float, default=7.0, help="days to simulate (default 7)")
+    sim.add_argument("--strategy", choices=("none", "rules"), default="rules")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--start", default="2026-01-01", metavar="YYYY-MM-DD", help="first local day (default 2026-01-01)")
+    sim.add_argument("--step", type=float, default=300.0, metavar="SECONDS", help="physics step (default 300)")
+    sim.add_argument("--config", metavar="FILE", help="TOML config describing the home and tariff")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check = cfg_sub.add_parser("check", help="validate a config file without starting")
+    check.add_argument("file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "dev":
+            return _dev(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "config":
+            return _config_check(args)
+    except ConfigError as exc:
+        print(f"hems: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _config_check(args) -> int:
+    config = load_config(args.file)
+    from .integration import load_factory
+
+    for name in config.integrations:
+        load_factory(name)  # an unknown integration is a config error too
+    print(f"{args.file}: ok ({len(config.integrations)} integration(s): {', '.join(config.integrations) or 'none'})")
+    return 0
+
+
+def _dev(args) -> int:
+    config = load_config(args.config)
+    web = config.web
+    if args.port is not None:
+        web = dataclasses.replace(web, port=args.port)
+    if args.host is not None:
+        web = dataclasses.replace(web, host=args.host)
+    sim = config.sim
+    if args.speed is not None:
+        if args.speed <= 0:
+            raise ConfigError([f"--speed {args.speed}: must be > 0"])
+        sim = dataclasses.replace(sim, speed=args.speed)
+    if args.start is not None:
+        sim = dataclasses.replace(sim, start=args.start)
+    gateway = dataclasses.replace(config.gateway, data_dir=args.data_dir or "var/dev")
+    controller = config.controller
+    if args.strategy:
+        controller = dataclasses.replace(controller, strategy=args.strategy)
+    config = dataclasses.replace(config, web=web, sim=sim, gateway=gateway, controller=controller)
+    logging.basicConfig(
+        level=getattr(logging, config.gateway.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .livesim import parse_sim_start
+    from .runtime import Runtime, run_forever
+
+    try:
+        parse_sim_start(config.sim.start, config.home.site.timezone)
+    except ValueError as exc:
+        raise ConfigError([f"sim.start = {config.sim.start!r}: {exc}"]) from exc
+    runtime = Runtime.for_dev(config)
+
+    def started(rt) -> None:
+        print(f"HEMS dev mode: simulated home running at {config.sim.speed:g}x, data in {config.gateway.data_dir}")
+        print(f"Dashboard: {rt.url}/   status: {rt.url}/api/status   health: {rt.url}/healthz", flush=True)
+
+    try:
+        asyncio.run(run_forever(runtime, on_started=started))
+    except OSError as exc:
+        print(f"hems: cannot listen on {config.web.host}:{config.web.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _simulate(args) -> int:
+    from .simulate import SimulationSpec, simulate
+
+    config = load_config(args.config)
+    if args.days <= 0:
+        raise ConfigError([f"--days {args.days}: must be > 0"])
+    if args.step <= 0 or 86400 % args.step:
+        raise ConfigError([f"--step {args.step}: must divide a day into whole steps (e.g. 60, 300, 900)"])
+    try:
+        spec = SimulationSpec(days=args.days, strategy=args.strategy, seed=args.seed, start=args.start, step_s=args.step)
+        result = simulate(config.home, config.tariff, spec)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from exc
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

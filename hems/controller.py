@@ -1,0 +1,150 @@
+"""The live controller: every few seconds, read the home from the bus, decide, and command the devices.
+
+It knows devices only by capability. A setting is re-sent only when it changes (or when the device
+reports something else than what was asked, e.g. after a restart of the device), and a device that refuses
+a command is reported once and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .bus import Bus
+from .model import Capability, Command, CommandError, Quantity, Setting
+from .rules import Decision, HomeState
+
+log = logging.getLogger(__name__)
+
+
+def state_from_bus(bus: Bus) -> HomeState | None:
+    """The controller's view of the home; None until the grid meter and battery have reported."""
+    meter = bus.first(Capability.GRID_METER)
+    battery = bus.first(Capability.BATTERY)
+    if meter is None or battery is None:
+        return None
+    grid_w = bus.value(meter.info.device_id, Quantity.GRID_POWER_W)
+    soc = bus.value(battery.info.device_id, Quantity.SOC_PCT)
+    batt_w = bus.value(battery.info.device_id, Quantity.BATTERY_POWER_W, 0.0)
+    if grid_w is None or soc is None:
+        return None
+    pv_w = sum(float(bus.value(d.info.device_id, Quantity.PV_POWER_W, 0.0)) for d in bus.devices(Capability.PV_INVERTER))
+    ev_plugged, ev_soc, ev_w = False, None, 0.0
+    charger = bus.first(Capability.EV_CHARGER)
+    if charger is not None:
+        cid = charger.info.device_id
+        ev_plugged = bool(bus.value(cid, Quantity.EV_PLUGGED, False))
+        ev_soc = bus.value(cid, Quantity.EV_SOC_PCT)
+        ev_w = float(bus.value(cid, Quantity.POWER_W, 0.0))
+    tank = None
+    for sw in bus.devices(Capability.SWITCH):
+        if sw.info.extra.get("load") == "water_heater":
+            tank = bus.value(sw.info.device_id, Quantity.TANK_TEMP_C)
+    # The meter is the balance: what is neither PV, battery nor EV is the home's load.
+    home_w = float(grid_w) + pv_w - float(batt_w) - ev_w
+    return HomeState(
+        ts=bus.clock.now(),
+        pv_power_w=pv_w,
+        home_load_w=max(0.0, home_w),
+        battery_soc_pct=float(soc),
+        ev_plugged=ev_plugged,
+        ev_soc_pct=None if ev_soc is None else float(ev_soc),
+        ev_power_w=ev_w,
+        tank_temp_c=None if tank is None else float(tank),
+    )
+
+
+@dataclass
+class ControllerStatus:
+    strategy: str
+    decision: Decision | None = None
+    ts: float = 0.0
+    errors: int = 0
+
+    def to_json(self) -> dict:
+        d = self.decision
+        return {
+            "strategy": self.strategy,
+            "ts": self.ts,
+            "period": d.period if d else None,
+            "reasons": list(d.reasons) if d else [],
+            "battery_charge_power_w": d.battery_charge_power_w if d else None,
+            "ev_power_limit_w": d.ev_power_limit_w if d else None,
+            "water_heater_enabled": d.water_heater_enabled if d else None,
+            "command_errors": self.errors,
+        }
+
+
+class Controller:
+    BATTERY_DEADBAND_W = 50.0  # don't chase measurement noise
+
+    def __init__(self, bus: Bus, strategy, *, interval_s: float = 5.0) -> None:
+        self.bus = bus
+        self.strategy = strategy
+        self.interval_s = interval_s
+        self.status = ControllerStatus(strategy.name)
+        self._task: asyncio.Task | None = None
+        self._refused: set[tuple[str, str]] = set()
+
+    async def step(self) -> Decision | None:
+        state = state_from_bus(self.bus)
+        if state is None:
+            return None
+        decision = self.strategy.decide(state)
+        self.status.decision = decision
+        self.status.ts = state.ts
+        if self.strategy.name != "none":
+            await self._apply(decision)
+        return decision
+
+    async def _apply(self, d: Decision) -> None:
+        for battery in self.bus.devices(Capability.BATTERY):
+            await self._send(battery.info.device_id, Setting.BATTERY_CHARGE_POWER_W, d.battery_charge_power_w)
+        for inverter in self.bus.devices(Capability.PV_INVERTER):
+            await self._send(inverter.info.device_id, Setting.PV_LIMIT_W, d.pv_limit_w)
+        for charger in self.bus.devices(Capability.EV_CHARGER):
+            await self._send(charger.info.device_id, Setting.EV_POWER_LIMIT_W, d.ev_power_limit_w)
+        for sw in self.bus.devices(Capability.SWITCH):
+            if sw.info.extra.get("load") == "water_heater":
+                await self._send(sw.info.device_id, Setting.SWITCH_ON, d.water_heater_enabled)
+
+    async def _send(self, device_id: str, setting: Setting, value) -> None:
+        asked = self.bus.asked(device_id, setting)
+        if asked is not None and _same(asked.value, value, self.BATTERY_DEADBAND_W):
+            return
+        try:
+            await self.bus.send(Command(device_id, setting, value, source=f"controller:{self.strategy.name}"))
+            self._refused.discard((device_id, setting))
+        except CommandError as exc:
+            self.status.errors += 1
+            if (device_id, setting) not in self._refused:  # log once per device and setting
+                log.warning("command %s=%r to %s failed: %s", setting, value, device_id, exc)
+                self._refused.add((device_id, setting))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except Exception:  # the controller must keep running whatever one cycle hit
+                log.exception("controller cycle failed")
+            await self.bus.clock.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="controller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+def _same(a, b, tolerance: float) -> bool:
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    return abs(float(a) - float(b)) <= tolerance

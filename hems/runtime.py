@@ -1,0 +1,177 @@
+"""The composition root: builds the gateway from its config and runs it.
+
+This is the one core module that wires ``integrations`` (through entry points) and ``web``; every
+other core module knows neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+from . import __version__
+from .bus import Bus
+from .clock import Clock, RealClock, SimClock
+from .config import Config
+from .controller import Controller
+from .integration import Integration, IntegrationContext, load_factory
+from .livesim import LiveSimHome, parse_sim_start
+from .model import DeviceStatus
+from .recorder import Recorder
+from .rules import NoControlStrategy, RulesStrategy
+from .store import Store
+
+log = logging.getLogger("hems")
+
+
+@dataclass
+class Runtime:
+    config: Config
+    dev: bool = False
+    clock: Clock = field(default_factory=RealClock)
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.bus = Bus(self.clock)
+        self.store: Store | None = None
+        self.sim: LiveSimHome | None = None
+        self.integrations: list[Integration] = []
+        self.controller: Controller | None = None
+        self.recorder: Recorder | None = None
+        self.web_runner = None
+        self.url = ""
+
+    @classmethod
+    def for_dev(cls, config: Config) -> Runtime:
+        start = parse_sim_start(config.sim.start, config.home.site.timezone)
+        clock: Clock = SimClock(start=start, speed=config.sim.speed) if (start or config.sim.speed != 1.0) else RealClock()
+        return cls(config=config, dev=True, clock=clock)
+
+    def strategy(self):
+        if self.config.controller.strategy == "none":
+            return NoControlStrategy()
+        return RulesStrategy(self.config.tariff, self.config.home)
+
+    async def start(self, *, serve_web: bool = True) -> None:
+        cfg = self.config
+        self.store = Store(
+            cfg.store_path,
+            raw_retention_days=cfg.store.raw_retention_days,
+            rollup_1m_retention_days=cfg.store.rollup_1m_retention_days,
+        )
+        self.recorder = Recorder(self.bus, self.store)
+        if self.dev:
+            self.sim = LiveSimHome(cfg.home, self.clock, seed=cfg.sim.seed, tick_s=cfg.sim.tick_s)
+        for name, section in cfg.integrations.items():
+            factory = load_factory(name)
+            ctx = IntegrationContext(
+                name=name, bus=self.bus, clock=self.clock, config=cfg, section=dict(section),
+                store=self.store, sim=self.sim, log=logging.getLogger(f"integrations.{name}"),
+            )
+            integration = factory(ctx)
+            await integration.start()
+            self.integrations.append(integration)
+            log.info("integration %s started", name)
+        if self.sim is not None:
+            self.sim.start()
+        self.recorder.start()
+        self.controller = Controller(self.bus, self.strategy(), interval_s=cfg.controller.interval_s)
+        self.controller.start()
+        if serve_web:
+            await self._start_web()
+
+    async def _start_web(self) -> None:
+        from aiohttp import web as aioweb
+
+        from web.app import create_app
+
+        app = create_app(self)
+        self.web_runner = aioweb.AppRunner(app, access_log=None)
+        await self.web_runner.setup()
+        site = aioweb.TCPSite(self.web_runner, self.config.web.host, self.config.web.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # the real port when 0 asked for a free one
+        self.url = f"http://{self.config.web.host}:{port}"
+
+    async def stop(self) -> None:
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.sim is not None:
+            await self.sim.stop()
+        for integration in reversed(self.integrations):
+            try:
+                await integration.stop()
+            except Exception:
+                log.exception("integration %s failed to stop cleanly", integration.name)
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.store is not None:
+            self.store.close()
+
+    # -- what the web and monitoring see -----------------------------------------------------------
+    def health(self) -> dict:
+        counts = {str(s): 0 for s in DeviceStatus}
+        for device in self.bus.devices():
+            counts[str(self.bus.status(device.info.device_id)[0])] += 1
+        controller_ok = self.controller is not None and self.controller._task is not None and not self.controller._task.done()
+        return {
+            "status": "ok" if controller_ok else "starting",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+            "devices": counts,
+        }
+
+    def status(self) -> dict:
+        now = self.clock.now()
+        point = self.config.tariff.at(now)
+        snapshot = self.bus.snapshot()
+        devices = []
+        for device in self.bus.devices():
+            info = device.info
+            status, reason = self.bus.status(info.device_id)
+            readings = {
+                q: {"value": r.value, "unit": r.unit, "ts": r.ts}
+                for q, r in sorted(snapshot.get(info.device_id, {}).items())
+                if q != "status"
+            }
+            devices.append({**info.to_json(), "status": str(status), "status_reason": reason, "readings": readings})
+        return {
+            "gateway": {
+                "id": self.config.gateway.id,
+                "version": __version__,
+                "mode": "dev" if self.dev else "live",
+                "time": now,
+                "clock_speed": self.clock.speed,
+            },
+            "tariff": {
+                "period": point.period,
+                "import_price_per_kwh": point.import_price_per_kwh,
+                "export_price_per_kwh": point.export_price_per_kwh,
+                "currency": self.config.tariff.currency,
+            },
+            "controller": self.controller.status.to_json() if self.controller else None,
+            "devices": devices,
+        }
+
+
+async def run_forever(runtime: Runtime, *, on_started=None) -> None:
+    """Start, wait for SIGINT/SIGTERM, stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # pragma: no cover - not on POSIX
+            pass
+    await runtime.start()
+    if on_started is not None:
+        on_started(runtime)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()

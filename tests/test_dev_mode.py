@@ -1,0 +1,127 @@
+"""Dev mode end to end: the real `hems dev` command, its HTTP API and the live WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from hems.config import Config, parse_config
+from hems.runtime import Runtime
+from tests.conftest import free_port
+
+
+async def _get_json(session, url):
+    async with session.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+def _readings(status: dict) -> dict:
+    return {(d["device_id"], q): r["value"] for d in status["devices"] for q, r in d["readings"].items()}
+
+
+def test_hems_dev_command_serves_changing_status(tmp_path):
+    """What `make run` does: start `hems dev`, see the URL, and /api/status values change within 10 s."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hems.cli", "dev", "--port", str(port), "--data-dir", str(tmp_path), "--speed", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        url_line = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "Dashboard: http://" in line:
+                url_line = line
+                break
+            assert line or proc.poll() is None, "hems dev exited early"
+        assert f"http://127.0.0.1:{port}" in url_line
+
+        async def check():
+            async with aiohttp.ClientSession() as s:
+                code, health = await _get_json(s, f"http://127.0.0.1:{port}/healthz")
+                assert code == 200 and health["status"] == "ok"
+                assert health["devices"]["ok"] == 5
+                _, first = await _get_json(s, f"http://127.0.0.1:{port}/api/status")
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 10:
+                    await asyncio.sleep(1.0)
+                    _, later = await _get_json(s, f"http://127.0.0.1:{port}/api/status")
+                    changed = {k for k, v in _readings(later).items() if _readings(first).get(k) != v}
+                    if ("inverter", "soc_pct") in changed or ("grid-meter", "energy_import_wh") in changed:
+                        return first, later
+                pytest.fail("no reading changed within 10 s")
+
+        first, later = asyncio.run(check())
+        assert later["gateway"]["time"] > first["gateway"]["time"]
+        caps = {d["device_id"]: set(d["capabilities"]) for d in later["devices"]}
+        assert caps["inverter"] == {"pv_inverter", "battery"}
+        assert later["controller"]["strategy"] == "rules"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+
+
+async def test_runtime_api_and_live_stream(tmp_path):
+    cfg = parse_config({"gateway": {"data_dir": str(tmp_path)}, "web": {"port": 0},
+                        "sim": {"speed": 600, "tick_s": 0.05, "start": "2026-07-07T12:00"},
+                        "controller": {"interval_s": 60}})
+    rt = Runtime.for_dev(cfg)
+    await rt.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            code, status = await _get_json(s, rt.url + "/api/status")
+            assert code == 200
+            meter = next(d for d in status["devices"] if "grid_meter" in d["capabilities"])
+            assert meter["readings"]["grid_power_w"]["unit"] == "W"
+            assert status["tariff"]["period"] == "shoulder"  # Tuesday noon, local time
+            async with s.ws_connect(rt.url + "/api/live") as ws:
+                first = json.loads((await ws.receive(timeout=5)).data)
+                assert first["type"] == "snapshot"
+                seen = set()
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 5 and len(seen) < 3:
+                    msg = json.loads((await ws.receive(timeout=5)).data)
+                    assert msg["type"] == "reading"
+                    seen.add(msg["device_id"])
+                assert len(seen) >= 3
+            async with s.get(rt.url + "/") as resp:
+                assert resp.status == 200
+                assert "HEMS gateway" in await resp.text()
+    finally:
+        await rt.stop()
+    # readings reached the store and survive the restart
+    from hems.store import Store
+
+    store = Store(cfg.store_path)
+    try:
+        assert len(store.readings(device_id="grid-meter", quantity="grid_power_w")) > 0
+    finally:
+        store.close()
+
+
+async def test_a_broken_integration_is_refused_with_its_name(tmp_path):
+    cfg = parse_config({"gateway": {"data_dir": str(tmp_path)}, "integrations": {"sim": {"bogus": 1}}})
+    rt = Runtime(config=cfg)
+    with pytest.raises(Exception, match="integrations.sim.bogus"):
+        await rt.start(serve_web=False)
+    await rt.stop()
+
+
+def test_default_config_is_valid():
+    assert Config().integrations == {"sim": {}}

@@ -1,0 +1,1 @@
+"""The gateway's aiohttp dashboard and JSON API."""

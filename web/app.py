@@ -1,0 +1,69 @@
+"""The gateway's HTTP server: health, JSON status, the live reading stream, and the overview page.
+
+``/healthz`` is never behind a login: it says whether the service runs, nothing about the home.
+The login in front of ``/api`` and the full dashboard come with the dashboard issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+RUNTIME = web.AppKey("runtime", object)
+
+
+def create_app(runtime) -> web.Application:
+    """``runtime`` is the composition root's object: it has ``health()``, ``status()`` and ``bus``."""
+    app = web.Application()
+    app[RUNTIME] = runtime
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/live", api_live)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC, show_index=False)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = request.app[RUNTIME].health()
+    return web.json_response(health, status=200 if health["status"] == "ok" else 503)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].status())
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def api_live(request: web.Request) -> web.WebSocketResponse:
+    """First a ``snapshot`` message (the same object as /api/status), then one ``reading`` message per reading."""
+    runtime = request.app[RUNTIME]
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    sub = runtime.bus.subscribe(maxsize=2000)
+
+    async def pump() -> None:
+        await ws.send_json({"type": "snapshot", "status": runtime.status()})
+        async for reading in sub:
+            await ws.send_str(json.dumps({"type": "reading", **reading.to_json()}))
+
+    sender = asyncio.create_task(pump())
+    try:
+        async for msg in ws:  # the client sends nothing we act on; this loop notices it leaving
+            if msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await sender
+        sub.close()
+    return ws
