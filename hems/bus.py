@@ -89,7 +89,9 @@ class Bus:
         check_device(device)
         device_id = device.info.device_id
         if device_id in self._devices and self._devices[device_id] is not device:
-            raise ValueError(f"device id {device_id!r} is already registered by {self._devices[device_id].info.integration}")
+            raise ValueError(
+                f"device id {device_id!r} is already registered by {self._devices[device_id].info.integration}"
+            )
         self._devices[device_id] = device
         self.set_status(device_id, DeviceStatus.OK)
 
@@ -101,7 +103,9 @@ class Bus:
         try:
             return self._devices[device_id]
         except KeyError:
-            raise KeyError(f"no device {device_id!r}; known: {', '.join(sorted(self._devices)) or 'none'}") from None
+            raise KeyError(
+                f"no device {device_id!r}; known: {', '.join(sorted(self._devices)) or 'none'}"
+            ) from None
 
     def devices(self, capability: Capability | None = None) -> list[Device]:
         return [d for d in self._devices.values() if capability is None or capability in d.info.capabilities]
@@ -152,7 +156,9 @@ class Bus:
         self, *, device_id: str | None = None, quantity: str | None = None, maxsize: int = 1000
     ) -> Subscription[Reading]:
         def accept(r: Reading) -> bool:
-            return (device_id is None or r.device_id == device_id) and (quantity is None or r.quantity == quantity)
+            return (device_id is None or r.device_id == device_id) and (
+                quantity is None or r.quantity == quantity
+            )
 
         return Subscription(self._reading_subs, accept, maxsize)
 
@@ -172,7 +178,9 @@ class Bus:
         except CommandError:
             raise
         except Exception as exc:  # a device adapter's failure must not reach the caller as anything else
-            raise CommandError(f"device {command.device_id!r} failed to apply {command.setting}: {exc}") from exc
+            raise CommandError(
+                f"device {command.device_id!r} failed to apply {command.setting}: {exc}"
+            ) from exc
         self._asked[(command.device_id, command.setting)] = command
         for sub in self._command_subs:
             sub._offer(command)

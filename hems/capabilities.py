@@ -54,7 +54,11 @@ class Thermostat(Device, Protocol):
     """Publishes indoor_temp_c, heat_setpoint_c, cool_setpoint_c, hvac_mode, power_w (when metered)."""
 
     async def set_hvac(
-        self, *, mode: str | None = None, heat_setpoint_c: float | None = None, cool_setpoint_c: float | None = None
+        self,
+        *,
+        mode: str | None = None,
+        heat_setpoint_c: float | None = None,
+        cool_setpoint_c: float | None = None,
     ) -> None: ...
 
 
@@ -91,14 +95,18 @@ def check_device(device: Device) -> None:
     for cap in device.info.capabilities:
         proto = CAPABILITY_PROTOCOL.get(cap)
         if proto is not None and not isinstance(device, proto):
-            raise TypeError(f"device {device.info.device_id!r} claims {cap} but does not implement {proto.__name__}")
+            raise TypeError(
+                f"device {device.info.device_id!r} claims {cap} but does not implement {proto.__name__}"
+            )
 
 
 async def apply_command(device: Device, command: Command) -> None:
     """Call the capability method that a command names; CommandError if the device lacks it."""
     cap = SETTING_CAPABILITY[command.setting]
     if cap not in device.info.capabilities:
-        raise CommandError(f"device {command.device_id!r} has no {cap} capability for setting {command.setting}")
+        raise CommandError(
+            f"device {command.device_id!r} has no {cap} capability for setting {command.setting}"
+        )
     v = command.value
     match command.setting:
         case Setting.BATTERY_CHARGE_POWER_W:

@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, help="HTTP port (default 8080; 0 = any free port)")
     dev.add_argument("--host", help="HTTP address to listen on (default 127.0.0.1)")
     dev.add_argument("--speed", type=float, help="simulated time runs this many times faster than real time")
-    dev.add_argument("--start", metavar="ISO", help="simulated clock start, local time, e.g. 2026-07-01T06:00")
+    dev.add_argument(
+        "--start", metavar="ISO", help="simulated clock start, local time, e.g. 2026-07-01T06:00"
+    )
     dev.add_argument("--data-dir", metavar="DIR", help="where the database goes (default var/dev)")
     dev.add_argument("--strategy", choices=("none", "rules"), help="controller strategy (default rules)")
 
@@ -31,10 +33,22 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=float, default=7.0, help="days to simulate (default 7)")
     sim.add_argument("--strategy", choices=("none", "rules"), default="rules")
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--start", default="2026-01-01", metavar="YYYY-MM-DD", help="first local day (default 2026-01-01)")
-    sim.add_argument("--step", type=float, default=300.0, metavar="SECONDS", help="physics step (default 300)")
+    sim.add_argument(
+        "--start", default="2026-01-01", metavar="YYYY-MM-DD", help="first local day (default 2026-01-01)"
+    )
+    sim.add_argument(
+        "--step", type=float, default=300.0, metavar="SECONDS", help="physics step (default 300)"
+    )
     sim.add_argument("--config", metavar="FILE", help="TOML config describing the home and tariff")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
+
+    peer = sub.add_parser("sim", help="run one protocol's simulated device standalone: hems sim NAME --help")
+    peer.add_argument("name", help="integration name, e.g. sunspec or ocpp")
+    peer.add_argument("args", nargs=argparse.REMAINDER, help="the simulator's own options")
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures: hems bench NAME --json")
+    bench.add_argument("name", help="benchmark name, e.g. planner, sunspec, ocpp")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -52,10 +66,27 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "config":
             return _config_check(args)
+        if args.command in ("sim", "bench"):
+            return _entry_point_main(args)
     except ConfigError as exc:
         print(f"hems: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _entry_point_main(args) -> int:
+    """``hems sim NAME`` and ``hems bench NAME`` run what the integration registered for them."""
+    from .integration import BENCHMARK_GROUP, SIMULATOR_GROUP, available
+
+    group = SIMULATOR_GROUP if args.command == "sim" else BENCHMARK_GROUP
+    found = available(group)
+    if args.name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        print(
+            f"hems {args.command}: no {args.command} named {args.name!r}; available: {known}", file=sys.stderr
+        )
+        return 2
+    return int(found[args.name].load()(list(args.args)) or 0)
 
 
 def _config_check(args) -> int:
@@ -64,7 +95,9 @@ def _config_check(args) -> int:
 
     for name in config.integrations:
         load_factory(name)  # an unknown integration is a config error too
-    print(f"{args.file}: ok ({len(config.integrations)} integration(s): {', '.join(config.integrations) or 'none'})")
+    print(
+        f"{args.file}: ok ({len(config.integrations)} integration(s): {', '.join(config.integrations) or 'none'})"
+    )
     return 0
 
 
@@ -101,7 +134,9 @@ def _dev(args) -> int:
     runtime = Runtime.for_dev(config)
 
     def started(rt) -> None:
-        print(f"HEMS dev mode: simulated home running at {config.sim.speed:g}x, data in {config.gateway.data_dir}")
+        print(
+            f"HEMS dev mode: simulated home running at {config.sim.speed:g}x, data in {config.gateway.data_dir}"
+        )
         print(f"Dashboard: {rt.url}/   status: {rt.url}/api/status   health: {rt.url}/healthz", flush=True)
 
     try:
@@ -121,7 +156,9 @@ def _simulate(args) -> int:
     if args.step <= 0 or 86400 % args.step:
         raise ConfigError([f"--step {args.step}: must divide a day into whole steps (e.g. 60, 300, 900)"])
     try:
-        spec = SimulationSpec(days=args.days, strategy=args.strategy, seed=args.seed, start=args.start, step_s=args.step)
+        spec = SimulationSpec(
+            days=args.days, strategy=args.strategy, seed=args.seed, start=args.start, step_s=args.step
+        )
         result = simulate(config.home, config.tariff, spec)
     except ValueError as exc:
         raise ConfigError([str(exc)]) from exc

@@ -90,6 +90,18 @@ class Config:
     home: HomeParams = field(default_factory=HomeParams)
     tariff: Tariff = field(default_factory=Tariff.default)
     integrations: dict[str, dict] = field(default_factory=lambda: {"sim": {}})
+    devices: tuple[dict, ...] = ()  # [[devices]] entries; each has "type" = the integration that drives it
+
+    def integration_names(self) -> list[str]:
+        """Integrations to start: every enabled [integrations.X] table and every type named by [[devices]]."""
+        names = list(self.integrations)
+        for device in self.devices:
+            if device["type"] not in names:
+                names.append(device["type"])
+        return names
+
+    def devices_of(self, integration: str) -> list[dict]:
+        return [dict(d) for d in self.devices if d["type"] == integration]
 
     @property
     def store_path(self) -> Path:
@@ -103,7 +115,10 @@ _PCT = (lambda v: 0 <= v <= 100, "must be between 0 and 100")
 _EFF = (lambda v: 0 < v <= 1, "must be in (0, 1]")
 _HHMM = (lambda v: re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v) is not None, "must be a local time HH:MM")
 _RULES: dict[str, tuple] = {
-    "gateway.id": (lambda v: re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) is not None, "must be 1-64 of A-Z a-z 0-9 _ . -"),
+    "gateway.id": (
+        lambda v: re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) is not None,
+        "must be 1-64 of A-Z a-z 0-9 _ . -",
+    ),
     "gateway.log_level": (lambda v: v in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
     "web.port": (lambda v: 0 <= v <= 65535, "must be a TCP port 0-65535 (0 = any free port)"),
     "store.raw_retention_days": _POSITIVE,
@@ -112,7 +127,10 @@ _RULES: dict[str, tuple] = {
     "controller.interval_s": (lambda v: 0.1 <= v <= 3600, "must be between 0.1 and 3600 seconds"),
     "sim.speed": (lambda v: 0 < v <= 100000, "must be > 0 and <= 100000"),
     "sim.tick_s": (lambda v: 0.01 <= v <= 60, "must be between 0.01 and 60 seconds"),
-    "sim.start": (lambda v: v == "" or _iso_ok(v), "must be '' or a local ISO date/time like 2026-07-01T06:00"),
+    "sim.start": (
+        lambda v: v == "" or _iso_ok(v),
+        "must be '' or a local ISO date/time like 2026-07-01T06:00",
+    ),
     "site.latitude": (lambda v: -90 <= v <= 90, "must be between -90 and 90 degrees"),
     "site.longitude": (lambda v: -180 <= v <= 180, "must be between -180 and 180 degrees"),
     "site.timezone": (lambda v: _tz_ok(v), "must be an IANA time zone such as America/Los_Angeles"),
@@ -233,7 +251,7 @@ _HOME_SECTIONS: dict[str, type] = {
     "water_heater": WaterHeaterParams,
     "load": LoadParams,
 }
-ALLOWED_SECTIONS = (*_SECTIONS, *_HOME_SECTIONS, "tariff", "integrations")
+ALLOWED_SECTIONS = (*_SECTIONS, *_HOME_SECTIONS, "tariff", "integrations", "devices")
 
 
 def parse_config(data: dict, source: str = "") -> Config:
@@ -244,7 +262,9 @@ def parse_config(data: dict, source: str = "") -> Config:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"unknown section '{key}'{hint}; allowed: {', '.join(ALLOWED_SECTIONS)}")
     parts = {name: _build(cls, data.get(name, {}), name, problems) for name, cls in _SECTIONS.items()}
-    home_parts = {name: _build(cls, data.get(name, {}), name, problems) for name, cls in _HOME_SECTIONS.items()}
+    home_parts = {
+        name: _build(cls, data.get(name, {}), name, problems) for name, cls in _HOME_SECTIONS.items()
+    }
     home = HomeParams(**home_parts)
     _cross_checks(home, problems)
 
@@ -256,6 +276,7 @@ def parse_config(data: dict, source: str = "") -> Config:
             problems.append(str(exc))
 
     integrations: dict[str, dict] = {"sim": {}}
+    disabled: set[str] = set()
     if "integrations" in data:
         raw = data["integrations"]
         if not isinstance(raw, dict):
@@ -272,10 +293,32 @@ def parse_config(data: dict, source: str = "") -> Config:
                     continue
                 if enabled:
                     integrations[name] = {k: v for k, v in table.items() if k != "enabled"}
+                else:
+                    disabled.add(name)
+
+    devices: list[dict] = []
+    raw_devices = data.get("devices", [])
+    if not isinstance(raw_devices, list):
+        problems.append("devices must be an array of tables: write each device as [[devices]]")
+        raw_devices = []
+    for i, device in enumerate(raw_devices):
+        if not isinstance(device, dict):
+            problems.append(f"devices[{i}] must be a table, got {device!r}")
+            continue
+        kind = device.get("type")
+        if not isinstance(kind, str) or not kind:
+            problems.append(
+                f'devices[{i}].type = {kind!r}: must name the integration that drives it, e.g. "sunspec"'
+            )
+            continue
+        if kind in disabled:
+            problems.append(f"devices[{i}].type = {kind!r} but [integrations.{kind}] has enabled = false")
+            continue
+        devices.append(device)
 
     if problems:
         raise ConfigError(problems, source)
-    return Config(**parts, home=home, tariff=tariff, integrations=integrations)
+    return Config(**parts, home=home, tariff=tariff, integrations=integrations, devices=tuple(devices))
 
 
 def _cross_checks(home: HomeParams, problems: list[str]) -> None:
@@ -294,7 +337,9 @@ def _cross_checks(home: HomeParams, problems: list[str]) -> None:
         )
     h = home.hvac
     if h.comfort_min_c >= h.comfort_max_c:
-        problems.append(f"hvac.comfort_min_c = {h.comfort_min_c} must be below hvac.comfort_max_c = {h.comfort_max_c}")
+        problems.append(
+            f"hvac.comfort_min_c = {h.comfort_min_c} must be below hvac.comfort_max_c = {h.comfort_max_c}"
+        )
     if h.heat_setpoint_c > h.cool_setpoint_c:
         problems.append(
             f"hvac.heat_setpoint_c = {h.heat_setpoint_c} must not exceed hvac.cool_setpoint_c = {h.cool_setpoint_c}"

@@ -29,7 +29,10 @@ def state_from_bus(bus: Bus) -> HomeState | None:
     batt_w = bus.value(battery.info.device_id, Quantity.BATTERY_POWER_W, 0.0)
     if grid_w is None or soc is None:
         return None
-    pv_w = sum(float(bus.value(d.info.device_id, Quantity.PV_POWER_W, 0.0)) for d in bus.devices(Capability.PV_INVERTER))
+    pv_w = sum(
+        float(bus.value(d.info.device_id, Quantity.PV_POWER_W, 0.0))
+        for d in bus.devices(Capability.PV_INVERTER)
+    )
     ev_plugged, ev_soc, ev_w = False, None, 0.0
     charger = bus.first(Capability.EV_CHARGER)
     if charger is not None:

@@ -1,8 +1,16 @@
-"""How integrations plug in: an entry point in the ``hems.integrations`` group names a factory.
+"""How integrations plug in: entry points, found at run time, so that the core never imports them.
 
-A factory takes an ``IntegrationContext`` and returns an object with ``async start()`` and ``async stop()``.
-It validates its own ``[integrations.<name>]`` table and raises ``ConfigError`` naming the key.
-A new protocol is a new package under ``integrations/`` and one entry point in pyproject.toml.
+Entry-point groups (all keyed by the integration's name):
+
+- ``hems.integrations`` — ``create(ctx: IntegrationContext) -> Integration``: an object with ``async start()`` and
+  ``async stop()``. It validates its ``[integrations.<name>]`` table (``ctx.section``) and its ``[[devices]]``
+  entries with ``type = "<name>"`` (``ctx.devices``) and raises ``ConfigError`` naming the key.
+- ``hems.dev_peers`` — ``async dev_peer(ctx: DevPeerContext) -> DevPeer``: in dev mode, start the simulated
+  device that speaks this protocol on loopback, driven by the simulated home, and say how to connect to it.
+- ``hems.simulators`` — ``main(argv: list[str]) -> int``: ``hems sim <name> ...`` runs the simulated peer standalone.
+- ``hems.benchmarks`` — ``main(argv: list[str]) -> int``: ``hems bench <name> ...`` prints its figures.
+
+A new protocol is a new package under ``integrations/`` and its entry points in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ if TYPE_CHECKING:
     from .store import Store
 
 ENTRY_POINT_GROUP = "hems.integrations"
+DEV_PEER_GROUP = "hems.dev_peers"
+SIMULATOR_GROUP = "hems.simulators"
+BENCHMARK_GROUP = "hems.benchmarks"
 
 
 class Integration(Protocol):
@@ -39,6 +50,7 @@ class IntegrationContext:
     clock: Clock
     config: Config
     section: dict[str, Any]
+    devices: list[dict[str, Any]] = field(default_factory=list)  # [[devices]] entries of this type
     store: Store | None = None
     sim: LiveSimHome | None = None  # the simulated home, in dev mode
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("integrations"))
@@ -61,16 +73,36 @@ class IntegrationContext:
         unknown = sorted(set(self.section) - allowed)
         if unknown:
             raise ConfigError(
-                [f"unknown key 'integrations.{self.name}.{k}'; allowed: {', '.join(sorted(allowed)) or 'none'}"
-                 for k in unknown]
+                [
+                    f"unknown key 'integrations.{self.name}.{k}'; allowed: {', '.join(sorted(allowed)) or 'none'}"
+                    for k in unknown
+                ]
             )
 
 
 Factory = Callable[[IntegrationContext], Integration]
 
 
-def available() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+@dataclass
+class DevPeerContext:
+    """What a simulated peer gets in dev mode: the simulated home to act on and where to listen."""
+
+    sim: LiveSimHome
+    clock: Clock
+    host: str = "127.0.0.1"
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("integrations.dev"))
+
+
+class DevPeer(Protocol):
+    replaces: set[str]  # ids of the built-in sim devices this peer takes over (e.g. {"inverter"})
+    section: dict[str, Any]  # the [integrations.<name>] table that points the integration at the peer
+    devices: list[dict[str, Any]]  # [[devices]] entries (with "type") for the integration
+
+    async def stop(self) -> None: ...
+
+
+def available(group: str = ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
 
 
 def load_factory(name: str) -> Factory:

@@ -89,8 +89,11 @@ def rules_decision(
             reasons.append(f"EV charging to {ev.target_soc_pct:.0f} %")
     elif klass == "cheap":
         battery = b.max_charge_w if state.battery_soc_pct < b.max_soc_pct - 0.5 else 0.0
-        reasons.append(f"{point.period}: charging battery to {b.max_soc_pct:.0f} %" if battery else
-                       f"{point.period}: battery full")
+        reasons.append(
+            f"{point.period}: charging battery to {b.max_soc_pct:.0f} %"
+            if battery
+            else f"{point.period}: battery full"
+        )
         ev_limit = ev.charger_max_w if ev_wants else 0.0
         if ev_wants:
             reasons.append(f"EV charging to {ev.target_soc_pct:.0f} %")
@@ -117,7 +120,11 @@ def rules_decision(
             battery = min(surplus_w, b.max_charge_w)
             reasons.append(f"{point.period}: battery charging from PV surplus")
         left_w = surplus_w - battery  # home_load_w excludes the EV, so this is what is left for it
-        if state.ev_plugged and (state.ev_soc_pct is None or state.ev_soc_pct < 100.0) and left_w >= ev.charger_min_w:
+        if (
+            state.ev_plugged
+            and (state.ev_soc_pct is None or state.ev_soc_pct < 100.0)
+            and left_w >= ev.charger_min_w
+        ):
             ev_limit = min(left_w, ev.charger_max_w)
             reasons.append("EV charging from PV surplus")
         if not reasons:
@@ -160,7 +167,9 @@ class RulesStrategy:
         prices = [p.import_price_per_kwh for p in tariff.periods]
         self._min, self._max = min(prices), max(prices)
 
-    def decide(self, state: HomeState, point: TariffPoint | None = None, weekend: bool | None = None) -> Decision:
+    def decide(
+        self, state: HomeState, point: TariffPoint | None = None, weekend: bool | None = None
+    ) -> Decision:
         point = point or self.tariff.at(state.ts)
         if weekend is None:
             weekend = is_weekend(state.ts, self.tariff.timezone)
@@ -171,5 +180,7 @@ class RulesStrategy:
 class NoControlStrategy:
     name = "none"
 
-    def decide(self, state: HomeState, point: TariffPoint | None = None, weekend: bool | None = None) -> Decision:
+    def decide(
+        self, state: HomeState, point: TariffPoint | None = None, weekend: bool | None = None
+    ) -> Decision:
         return no_control()

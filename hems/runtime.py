@@ -10,14 +10,21 @@ import asyncio
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import __version__
 from .bus import Bus
 from .clock import Clock, RealClock, SimClock
 from .config import Config
 from .controller import Controller
-from .integration import Integration, IntegrationContext, load_factory
+from .integration import (
+    DEV_PEER_GROUP,
+    DevPeerContext,
+    Integration,
+    IntegrationContext,
+    available,
+    load_factory,
+)
 from .livesim import LiveSimHome, parse_sim_start
 from .model import DeviceStatus
 from .recorder import Recorder
@@ -32,6 +39,8 @@ class Runtime:
     config: Config
     dev: bool = False
     clock: Clock = field(default_factory=RealClock)
+    # dev mode: which integrations' simulated peers to start ("*" = every installed one)
+    use_dev_peers: frozenset[str] = frozenset({"*"})
     started_monotonic: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -43,11 +52,16 @@ class Runtime:
         self.recorder: Recorder | None = None
         self.web_runner = None
         self.url = ""
+        self.dev_peers: list = []
 
     @classmethod
     def for_dev(cls, config: Config) -> Runtime:
         start = parse_sim_start(config.sim.start, config.home.site.timezone)
-        clock: Clock = SimClock(start=start, speed=config.sim.speed) if (start or config.sim.speed != 1.0) else RealClock()
+        clock: Clock = (
+            SimClock(start=start, speed=config.sim.speed)
+            if (start or config.sim.speed != 1.0)
+            else RealClock()
+        )
         return cls(config=config, dev=True, clock=clock)
 
     def strategy(self):
@@ -65,11 +79,19 @@ class Runtime:
         self.recorder = Recorder(self.bus, self.store)
         if self.dev:
             self.sim = LiveSimHome(cfg.home, self.clock, seed=cfg.sim.seed, tick_s=cfg.sim.tick_s)
-        for name, section in cfg.integrations.items():
+            cfg = self.config = await self._start_dev_peers(cfg)
+        for name in cfg.integration_names():
             factory = load_factory(name)
             ctx = IntegrationContext(
-                name=name, bus=self.bus, clock=self.clock, config=cfg, section=dict(section),
-                store=self.store, sim=self.sim, log=logging.getLogger(f"integrations.{name}"),
+                name=name,
+                bus=self.bus,
+                clock=self.clock,
+                config=cfg,
+                section=dict(cfg.integrations.get(name, {})),
+                devices=cfg.devices_of(name),
+                store=self.store,
+                sim=self.sim,
+                log=logging.getLogger(f"integrations.{name}"),
             )
             integration = factory(ctx)
             await integration.start()
@@ -82,6 +104,33 @@ class Runtime:
         self.controller.start()
         if serve_web:
             await self._start_web()
+
+    async def _start_dev_peers(self, cfg: Config) -> Config:
+        """Dev mode: each protocol's simulated peer takes over its device from the built-in sim integration,
+        and the real integration is pointed at it over loopback."""
+        if not self.use_dev_peers:
+            return cfg
+        integrations = {k: dict(v) for k, v in cfg.integrations.items()}
+        devices = list(cfg.devices)
+        replaced: set[str] = set()
+        for name, ep in sorted(available(DEV_PEER_GROUP).items()):
+            if name not in self.use_dev_peers and "*" not in self.use_dev_peers:
+                continue
+            ctx = DevPeerContext(
+                sim=self.sim, clock=self.clock, log=logging.getLogger(f"integrations.{name}.sim")
+            )
+            peer = await ep.load()(ctx)
+            self.dev_peers.append(peer)
+            replaced |= set(peer.replaces)
+            integrations[name] = {**peer.section, **integrations.get(name, {})}
+            devices.extend(peer.devices)
+            log.info(
+                "dev mode: %s served over %s by its simulated peer", ", ".join(sorted(peer.replaces)), name
+            )
+        if "sim" in integrations and replaced:
+            exclude = set(integrations["sim"].get("exclude", [])) | replaced
+            integrations["sim"]["exclude"] = sorted(exclude)
+        return replace(cfg, integrations=integrations, devices=tuple(devices))
 
     async def _start_web(self) -> None:
         from aiohttp import web as aioweb
@@ -108,6 +157,11 @@ class Runtime:
                 await integration.stop()
             except Exception:
                 log.exception("integration %s failed to stop cleanly", integration.name)
+        for peer in reversed(self.dev_peers):
+            try:
+                await peer.stop()
+            except Exception:
+                log.exception("simulated peer failed to stop cleanly")
         if self.recorder is not None:
             await self.recorder.stop()
         if self.store is not None:
@@ -118,7 +172,11 @@ class Runtime:
         counts = {str(s): 0 for s in DeviceStatus}
         for device in self.bus.devices():
             counts[str(self.bus.status(device.info.device_id)[0])] += 1
-        controller_ok = self.controller is not None and self.controller._task is not None and not self.controller._task.done()
+        controller_ok = (
+            self.controller is not None
+            and self.controller._task is not None
+            and not self.controller._task.done()
+        )
         return {
             "status": "ok" if controller_ok else "starting",
             "version": __version__,
@@ -139,7 +197,9 @@ class Runtime:
                 for q, r in sorted(snapshot.get(info.device_id, {}).items())
                 if q != "status"
             }
-            devices.append({**info.to_json(), "status": str(status), "status_reason": reason, "readings": readings})
+            devices.append(
+                {**info.to_json(), "status": str(status), "status_reason": reason, "readings": readings}
+            )
         return {
             "gateway": {
                 "id": self.config.gateway.id,

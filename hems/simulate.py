@@ -57,14 +57,19 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     env = Environment(params, seed=spec.seed)
     series = env.series(start_ts, n, step_s)
     imp, exp, periods = tariff.prices(start_ts, n, step_s)
-    weekend = (pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).dayofweek >= 5)
+    weekend = pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).dayofweek >= 5
     weekend = np.asarray(weekend)
     strategy = make_strategy(spec.strategy, tariff, params)
     home = SimHome(params, env, start_ts)
 
     state = HomeState(
-        ts=start_ts, pv_power_w=0.0, home_load_w=0.0, battery_soc_pct=params.battery.initial_soc_pct,
-        ev_plugged=bool(series.ev_home[0]), ev_soc_pct=params.ev.initial_soc_pct, tank_temp_c=None,
+        ts=start_ts,
+        pv_power_w=0.0,
+        home_load_w=0.0,
+        battery_soc_pct=params.battery.initial_soc_pct,
+        ev_plugged=bool(series.ev_home[0]),
+        ev_soc_pct=params.ev.initial_soc_pct,
+        tank_temp_c=None,
     )
     h = step_s / 3600.0
     import_wh = export_wh = pv_wh = load_wh = ev_wh = cost = 0.0
@@ -100,16 +105,23 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         elif r.indoor_temp_c > hvac.comfort_max_c:
             comfort_dh += (r.indoor_temp_c - hvac.comfort_max_c) * h
         if was_plugged and not r.ev_plugged:  # departure: how far short of the target did it leave?
-            ev_missed_wh += max(0.0, params.ev.target_soc_pct - state.ev_soc_pct) / 100.0 * params.ev.capacity_wh
+            ev_missed_wh += (
+                max(0.0, params.ev.target_soc_pct - state.ev_soc_pct) / 100.0 * params.ev.capacity_wh
+            )
         was_plugged = r.ev_plugged
         bucket_wh += r.import_w * h
         if (i + 1) % steps_per_15 == 0:
             peak_15_w = max(peak_15_w, bucket_wh / (steps_per_15 * h))
             bucket_wh = 0.0
         state = HomeState(
-            ts=r.ts + r.dt_s, pv_power_w=r.pv_power_w, home_load_w=r.home_load_w,
-            battery_soc_pct=r.battery_soc_pct, ev_plugged=r.ev_plugged, ev_soc_pct=r.ev_soc_pct,
-            ev_power_w=r.ev_power_w, tank_temp_c=r.tank_temp_c,
+            ts=r.ts + r.dt_s,
+            pv_power_w=r.pv_power_w,
+            home_load_w=r.home_load_w,
+            battery_soc_pct=r.battery_soc_pct,
+            ev_plugged=r.ev_plugged,
+            ev_soc_pct=r.ev_soc_pct,
+            ev_power_w=r.ev_power_w,
+            tank_temp_c=r.tank_temp_c,
         )
     cost = import_cost - export_credit
     self_use_wh = max(0.0, pv_wh - export_wh)

@@ -6,7 +6,17 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOL_LIBS = {"zigpy", "pymodbus", "ocpp", "paho", "openleadr", "websockets", "aiohttp", "bellows", "zigpy_znp"}
+PROTOCOL_LIBS = {
+    "zigpy",
+    "pymodbus",
+    "ocpp",
+    "paho",
+    "openleadr",
+    "websockets",
+    "aiohttp",
+    "bellows",
+    "zigpy_znp",
+}
 COMPOSITION_ROOT = {"hems/runtime.py"}
 
 
@@ -37,4 +47,6 @@ def test_integrations_are_found_through_entry_points():
     eps = {ep.name: ep.value for ep in entry_points(group="hems.integrations")}
     assert eps.get("sim") == "integrations.sim:create"
     for name in eps:
-        assert (ROOT / "integrations" / name).is_dir(), f"entry point {name} has no integrations/{name}/ folder"
+        assert (ROOT / "integrations" / name).is_dir(), (
+            f"entry point {name} has no integrations/{name}/ folder"
+        )

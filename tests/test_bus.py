@@ -87,10 +87,10 @@ async def test_command_errors_name_the_problem_and_do_not_mark_asked():
     bus = Bus(ManualClock())
     bus.add_device(FakeBattery("bad", fail=True))
     bus.add_device(Meter())
-    with pytest.raises(CommandError, match="bad.*modbus timeout"):
+    with pytest.raises(CommandError, match=r"bad.*modbus timeout"):
         await bus.send(Command("bad", Setting.BATTERY_CHARGE_POWER_W, 100.0))
     assert bus.asked("bad", Setting.BATTERY_CHARGE_POWER_W) is None
-    with pytest.raises(CommandError, match="no battery capability|has no"):
+    with pytest.raises(CommandError, match=r"has no battery capability"):
         await bus.send(Command("meter", Setting.BATTERY_CHARGE_POWER_W, 100.0))
     with pytest.raises(CommandError, match="no device 'ghost'"):
         await bus.send(Command("ghost", Setting.SWITCH_ON, True))

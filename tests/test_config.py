@@ -63,8 +63,14 @@ prefix = "x-"
         ({"ev": {"departure_time": "25:00"}}, "ev.departure_time = '25:00': must be a local time HH:MM"),
         ({"controller": {"strategy": "magic"}}, "controller.strategy = 'magic': must be one of none, rules"),
         ({"baterry": {}}, "unknown section 'baterry' (did you mean 'battery'?)"),
-        ({"battery": {"min_soc_pct": 50, "reserve_soc_pct": 20}}, "battery.reserve_soc_pct = 20.0 must be between"),
-        ({"integrations": {"sim": {"enabled": "yes"}}}, "integrations.sim.enabled = 'yes': must be true or false"),
+        (
+            {"battery": {"min_soc_pct": 50, "reserve_soc_pct": 20}},
+            "battery.reserve_soc_pct = 20.0 must be between",
+        ),
+        (
+            {"integrations": {"sim": {"enabled": "yes"}}},
+            "integrations.sim.enabled = 'yes': must be true or false",
+        ),
         ({"tariff": {"export_price_per_kwh": 0.05, "periods": []}}, "tariff.periods"),
     ],
 )
@@ -109,3 +115,13 @@ def test_config_check_command(tmp_path, capsys):
     unknown.write_text("[integrations.zwave]\n")
     assert main(["config", "check", str(unknown)]) == 2
     assert "[integrations.zwave]: no such integration; installed: " in capsys.readouterr().err
+
+
+def test_devices_array_enables_its_integration():
+    cfg = parse_config({"devices": [{"type": "sunspec", "host": "10.0.0.5", "port": 502}]})
+    assert cfg.integration_names() == ["sim", "sunspec"]
+    assert cfg.devices_of("sunspec") == [{"type": "sunspec", "host": "10.0.0.5", "port": 502}]
+    with pytest.raises(ConfigError, match=r"devices\[0\].type = None: must name the integration"):
+        parse_config({"devices": [{"host": "x"}]})
+    with pytest.raises(ConfigError, match=r"\[integrations.sunspec\] has enabled = false"):
+        parse_config({"devices": [{"type": "sunspec"}], "integrations": {"sunspec": {"enabled": False}}})

@@ -32,8 +32,22 @@ def test_hems_dev_command_serves_changing_status(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hems.cli", "dev", "--port", str(port), "--data-dir", str(tmp_path), "--speed", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "hems.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+            "--speed",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 30
@@ -78,9 +92,14 @@ def test_hems_dev_command_serves_changing_status(tmp_path):
 
 
 async def test_runtime_api_and_live_stream(tmp_path):
-    cfg = parse_config({"gateway": {"data_dir": str(tmp_path)}, "web": {"port": 0},
-                        "sim": {"speed": 600, "tick_s": 0.05, "start": "2026-07-07T12:00"},
-                        "controller": {"interval_s": 60}})
+    cfg = parse_config(
+        {
+            "gateway": {"data_dir": str(tmp_path)},
+            "web": {"port": 0},
+            "sim": {"speed": 600, "tick_s": 0.05, "start": "2026-07-07T12:00"},
+            "controller": {"interval_s": 60},
+        }
+    )
     rt = Runtime.for_dev(cfg)
     await rt.start()
     try:
@@ -118,7 +137,7 @@ async def test_runtime_api_and_live_stream(tmp_path):
 async def test_a_broken_integration_is_refused_with_its_name(tmp_path):
     cfg = parse_config({"gateway": {"data_dir": str(tmp_path)}, "integrations": {"sim": {"bogus": 1}}})
     rt = Runtime(config=cfg)
-    with pytest.raises(Exception, match="integrations.sim.bogus"):
+    with pytest.raises(Exception, match=r"integrations\.sim\.bogus"):
         await rt.start(serve_web=False)
     await rt.stop()
 

@@ -21,7 +21,9 @@ def test_price_classes_of_the_default_tariff():
     t = Tariff.default()
     prices = [p.import_price_per_kwh for p in t.periods]
     lo, hi = min(prices), max(prices)
-    classes = {p.name: price_class(TariffPoint(p.name, p.import_price_per_kwh, 0.06), lo, hi) for p in t.periods}
+    classes = {
+        p.name: price_class(TariffPoint(p.name, p.import_price_per_kwh, 0.06), lo, hi) for p in t.periods
+    }
     assert classes == {"off_peak": "cheap", "super_off_peak": "cheap", "shoulder": "mid", "peak": "peak"}
 
 
@@ -45,14 +47,23 @@ def test_shoulder_charges_only_from_surplus_battery_first_then_ev():
     lots = decide(MID, "mid", pv_power_w=15000.0, home_load_w=500.0, ev_plugged=True, ev_soc_pct=50.0)
     assert lots.battery_charge_power_w == P.battery.max_charge_w
     assert lots.ev_power_limit_w == pytest.approx(15000.0 - 500.0 - P.battery.max_charge_w)
-    full = decide(MID, "mid", pv_power_w=6000.0, home_load_w=1000.0, battery_soc_pct=100.0, ev_plugged=True,
-                  ev_soc_pct=50.0)
+    full = decide(
+        MID,
+        "mid",
+        pv_power_w=6000.0,
+        home_load_w=1000.0,
+        battery_soc_pct=100.0,
+        ev_plugged=True,
+        ev_soc_pct=50.0,
+    )
     assert full.battery_charge_power_w == 0.0
     assert full.ev_power_limit_w == pytest.approx(5000.0)
 
 
 def test_peak_discharges_to_reserve_and_defers_loads():
-    d = decide(PEAK, "peak", pv_power_w=300.0, home_load_w=2300.0, ev_plugged=True, ev_soc_pct=30.0, tank_temp_c=52)
+    d = decide(
+        PEAK, "peak", pv_power_w=300.0, home_load_w=2300.0, ev_plugged=True, ev_soc_pct=30.0, tank_temp_c=52
+    )
     assert d.battery_charge_power_w == pytest.approx(-2000.0)  # covers the home's net load
     assert d.ev_power_limit_w == 0.0
     assert not d.water_heater_enabled
@@ -63,8 +74,14 @@ def test_peak_discharges_to_reserve_and_defers_loads():
 
 
 def test_weekend_holds_battery_and_exports():
-    d = decide(TariffPoint("super_off_peak", 0.11, 0.06), "cheap", weekend=True, pv_power_w=6000.0,
-               ev_plugged=True, ev_soc_pct=50.0)
+    d = decide(
+        TariffPoint("super_off_peak", 0.11, 0.06),
+        "cheap",
+        weekend=True,
+        pv_power_w=6000.0,
+        ev_plugged=True,
+        ev_soc_pct=50.0,
+    )
     assert d.battery_charge_power_w == 0.0
     assert d.ev_power_limit_w == P.ev.charger_max_w
 

@@ -3,15 +3,18 @@
 It lets dev mode and tests run a whole home before any protocol adapter exists. Each later protocol
 integration ships its own simulated peer that speaks the real protocol; this one speaks none.
 
-Options (``[integrations.sim]``): ``prefix`` (string prepended to device ids, default "").
+Options (``[integrations.sim]``): ``prefix`` (string prepended to device ids, default ""), ``exclude`` (device
+ids not to expose, e.g. ``["inverter"]`` when a protocol integration's simulated peer serves that device).
 """
 
 from __future__ import annotations
 
+from hems.sim.home import StepResult
+
+from hems.config import ConfigError
 from hems.integration import IntegrationContext
 from hems.livesim import LiveSimHome
 from hems.model import HVAC_MODES, Capability, CommandError, DeviceInfo, Quantity, Reading
-from hems.sim.home import StepResult
 
 Q = Quantity
 
@@ -106,7 +109,11 @@ class SimEVCharger(_SimDevice):
 
 class SimThermostat(_SimDevice):
     async def set_hvac(
-        self, *, mode: str | None = None, heat_setpoint_c: float | None = None, cool_setpoint_c: float | None = None
+        self,
+        *,
+        mode: str | None = None,
+        heat_setpoint_c: float | None = None,
+        cool_setpoint_c: float | None = None,
     ) -> None:
         changes: dict = {}
         if mode is not None:
@@ -127,8 +134,18 @@ class SimThermostat(_SimDevice):
         return [
             Reading(d, Q.INDOOR_TEMP_C, round(r.indoor_temp_c, 2), ts),
             Reading(d, Q.OUTDOOR_TEMP_C, round(r.outdoor_temp_c, 2), ts),
-            Reading(d, Q.HEAT_SETPOINT_C, c.heat_setpoint_c if c.heat_setpoint_c is not None else h.heat_setpoint_c, ts),
-            Reading(d, Q.COOL_SETPOINT_C, c.cool_setpoint_c if c.cool_setpoint_c is not None else h.cool_setpoint_c, ts),
+            Reading(
+                d,
+                Q.HEAT_SETPOINT_C,
+                c.heat_setpoint_c if c.heat_setpoint_c is not None else h.heat_setpoint_c,
+                ts,
+            ),
+            Reading(
+                d,
+                Q.COOL_SETPOINT_C,
+                c.cool_setpoint_c if c.cool_setpoint_c is not None else h.cool_setpoint_c,
+                ts,
+            ),
             Reading(d, Q.HVAC_MODE, c.hvac_mode, ts),
             Reading(d, Q.POWER_W, round(r.hvac_power_w, 1), ts),
         ]
@@ -151,9 +168,10 @@ class SimIntegration:
     name = "sim"
 
     def __init__(self, ctx: IntegrationContext) -> None:
-        ctx.reject_unknown({"prefix"})
+        ctx.reject_unknown({"prefix", "exclude"})
         self.ctx = ctx
         prefix = ctx.option("prefix", "", str, "a string")
+        exclude = ctx.option("exclude", [], list, "a list of device ids")
         self._own_sim = ctx.sim is None
         self.sim = ctx.sim or LiveSimHome(ctx.config.home, ctx.clock, seed=ctx.config.sim.seed)
 
@@ -165,13 +183,29 @@ class SimIntegration:
             SimHybridInverter(
                 self.sim, info("inverter", "Hybrid inverter", {Capability.PV_INVERTER, Capability.BATTERY})
             ),
-            SimEVCharger(self.sim, info("ev-charger", "EV charger", {Capability.EV_CHARGER, Capability.METER})),
-            SimThermostat(self.sim, info("thermostat", "Thermostat", {Capability.THERMOSTAT, Capability.METER})),
+            SimEVCharger(
+                self.sim, info("ev-charger", "EV charger", {Capability.EV_CHARGER, Capability.METER})
+            ),
+            SimThermostat(
+                self.sim, info("thermostat", "Thermostat", {Capability.THERMOSTAT, Capability.METER})
+            ),
             SimWaterHeaterRelay(
                 self.sim,
-                info("water-heater", "Water heater", {Capability.SWITCH, Capability.METER}, load="water_heater"),
+                info(
+                    "water-heater", "Water heater", {Capability.SWITCH, Capability.METER}, load="water_heater"
+                ),
             ),
         ]
+        known = {d.info.device_id.removeprefix(prefix) for d in self.devices}
+        unknown = sorted(set(exclude) - known)
+        if unknown:
+            raise ConfigError(
+                [
+                    f"integrations.sim.exclude: no simulated device {u!r}; known: {', '.join(sorted(known))}"
+                    for u in unknown
+                ]
+            )
+        self.devices = [d for d in self.devices if d.info.device_id.removeprefix(prefix) not in exclude]
 
     def _publish(self, result: StepResult) -> None:
         ts = self.ctx.clock.now()
