@@ -65,8 +65,8 @@ class HVACParams:
     max_power_w: float = 2000.0  # electric input of the heat pump
     cop_cooling: float = 3.0
     cop_heating: float = 3.2
-    r_c_per_kw: float = 3.0  # 1R1C envelope resistance, K per kW of heat flow
-    c_kwh_per_c: float = 5.0  # thermal capacitance, kWh per K
+    r_c_per_kw: float = 5.0  # 1R1C envelope resistance, K per kW of heat flow (UA = 200 W/K)
+    c_kwh_per_c: float = 8.0  # thermal capacitance, kWh per K (time constant R·C = 40 h)
     internal_gains_w: float = 400.0
     heat_setpoint_c: float = 20.0
     cool_setpoint_c: float = 24.0

@@ -31,7 +31,7 @@ class LiveSimHome:
         self.env = Environment(params, seed=seed)
         self.home = SimHome(params, self.env, clock.now())
         self.controls = Controls()
-        self.last: StepResult = self.home.step(0.0, self.controls)
+        self.last: StepResult = self.home.step(1.0, self.controls)  # a first state to publish
         self._listeners: list = []
         self._task: asyncio.Task | None = None
 

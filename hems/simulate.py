@@ -57,7 +57,7 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     env = Environment(params, seed=spec.seed)
     series = env.series(start_ts, n, step_s)
     imp, exp, periods = tariff.prices(start_ts, n, step_s)
-    weekend = pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).dayofweek >= 5
+    weekend = pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).day_of_week >= 5
     weekend = np.asarray(weekend)
     strategy = make_strategy(spec.strategy, tariff, params)
     home = SimHome(params, env, start_ts)

@@ -31,7 +31,9 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory) -> dict:
     """Start Mosquitto for the test session; yields {'host', 'port'}. `make test` installs it."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if exe is None:
         pytest.fail("mosquitto is not installed: run `make test`, or `sudo apt-get install mosquitto`")
     port = free_port()
