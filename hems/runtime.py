@@ -206,6 +206,7 @@ class Runtime:
                 "version": __version__,
                 "mode": "dev" if self.dev else "live",
                 "time": now,
+                "timezone": self.config.home.site.timezone,
                 "clock_speed": self.clock.speed,
             },
             "tariff": {

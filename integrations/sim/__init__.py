@@ -71,7 +71,7 @@ class SimHybridInverter(_SimDevice):
             Reading(d, Q.BATTERY_POWER_W, round(r.battery_power_w, 1), ts),
             Reading(d, Q.SOC_PCT, round(r.battery_soc_pct, 2), ts),
         ]
-        out.append(Reading(d, Q.PV_LIMIT_W, -1.0 if limit is None else float(limit), ts))
+        out.append(Reading(d, Q.PV_LIMIT_W, "none" if limit is None else float(limit), ts))
         out.append(Reading(d, Q.BATTERY_SETPOINT_W, "auto" if setpoint is None else float(setpoint), ts))
         return out
 
@@ -103,7 +103,7 @@ class SimEVCharger(_SimDevice):
             Reading(d, Q.EV_SOC_PCT, round(r.ev_soc_pct, 2), ts),
             Reading(d, Q.SESSION_ENERGY_WH, round(self.session_wh, 1), ts),
             Reading(d, Q.ENERGY_WH, round(self.total_wh, 1), ts),
-            Reading(d, Q.EV_POWER_LIMIT_W, -1.0 if limit is None else float(limit), ts),
+            Reading(d, Q.EV_POWER_LIMIT_W, "none" if limit is None else float(limit), ts),
         ]
 
 

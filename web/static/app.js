@@ -49,7 +49,14 @@ function applyStatus(s) {
   set("price", `${s.tariff.import_price_per_kwh.toFixed(2)} ${s.tariff.currency}/kWh import, ` +
                `${s.tariff.export_price_per_kwh.toFixed(2)} export`);
   if (s.controller) { set("strategy", s.controller.strategy); set("reasons", s.controller.reasons.join("; ") || "–"); }
-  set("time", new Date(s.gateway.time * 1000).toLocaleString());
+  set("time", localTime(s.gateway.time));
+}
+
+// The home's own time zone, not the browser's: tariff periods are the site's local time.
+function localTime(ts) {
+  const tz = state.status ? state.status.gateway.timezone : undefined;
+  return new Date(ts * 1000).toLocaleString(undefined, { timeZone: tz, dateStyle: "medium", timeStyle: "medium" }) +
+         (tz ? ` (${tz})` : "");
 }
 
 function connect() {
@@ -62,7 +69,7 @@ function connect() {
     if (m.type === "snapshot") applyStatus(m.status);
     else if (m.type === "reading") {
       (state.devices[m.device_id] = state.devices[m.device_id] || {})[m.quantity] = m;
-      if (m.device_id === "inverter" && m.quantity === "soc_pct") set("time", new Date(m.ts * 1000).toLocaleString());
+      if (m.quantity === "grid_power_w") set("time", localTime(m.ts));
     }
   };
 }
