@@ -27,11 +27,13 @@ def _parser() -> argparse.ArgumentParser:
         "--start", metavar="ISO", help="simulated clock start, local time, e.g. 2026-07-01T06:00"
     )
     dev.add_argument("--data-dir", metavar="DIR", help="where the database goes (default var/dev)")
-    dev.add_argument("--strategy", choices=("none", "rules"), help="controller strategy (default rules)")
+    dev.add_argument(
+        "--strategy", choices=("none", "rules", "planner"), help="controller strategy (default planner)"
+    )
 
     sim = sub.add_parser("simulate", help="price the simulated home over N days, in-process at full speed")
     sim.add_argument("--days", type=float, default=7.0, help="days to simulate (default 7)")
-    sim.add_argument("--strategy", choices=("none", "rules"), default="rules")
+    sim.add_argument("--strategy", choices=("none", "rules", "planner", "optimal"), default="rules")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument(
         "--start", default="2026-01-01", metavar="YYYY-MM-DD", help="first local day (default 2026-01-01)"

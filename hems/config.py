@@ -43,7 +43,7 @@ class ConfigError(ValueError):
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-STRATEGIES = ("none", "rules")
+STRATEGIES = ("none", "rules", "planner")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -68,8 +68,9 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
-    strategy: str = "rules"
+    strategy: str = "planner"
     interval_s: float = 5.0
+    replan_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ _RULES: dict[str, tuple] = {
     "store.rollup_1m_retention_days": _POSITIVE,
     "controller.strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
     "controller.interval_s": (lambda v: 0.1 <= v <= 3600, "must be between 0.1 and 3600 seconds"),
+    "controller.replan_s": (lambda v: 60 <= v <= 3600, "must be between 60 and 3600 seconds"),
     "sim.speed": (lambda v: 0 < v <= 100000, "must be > 0 and <= 100000"),
     "sim.tick_s": (lambda v: 0.01 <= v <= 60, "must be between 0.01 and 60 seconds"),
     "sim.start": (

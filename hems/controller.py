@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .bus import Bus
+from .home import HomeParams
+from .limits import LimitInputs, apply_limits
 from .model import Capability, Command, CommandError, Quantity, Setting
 from .rules import Decision, HomeState
 
@@ -41,9 +44,19 @@ def state_from_bus(bus: Bus) -> HomeState | None:
         ev_soc = bus.value(cid, Quantity.EV_SOC_PCT)
         ev_w = float(bus.value(cid, Quantity.POWER_W, 0.0))
     tank = None
+    wh_w = 0.0
     for sw in bus.devices(Capability.SWITCH):
         if sw.info.extra.get("load") == "water_heater":
             tank = bus.value(sw.info.device_id, Quantity.TANK_TEMP_C)
+            wh_w = _num(bus.value(sw.info.device_id, Quantity.POWER_W, 0.0))
+    indoor = outdoor = None
+    hvac_w = 0.0
+    thermostat = bus.first(Capability.THERMOSTAT)
+    if thermostat is not None:
+        tid = thermostat.info.device_id
+        indoor = bus.value(tid, Quantity.INDOOR_TEMP_C)
+        outdoor = bus.value(tid, Quantity.OUTDOOR_TEMP_C)
+        hvac_w = _num(bus.value(tid, Quantity.POWER_W, 0.0))
     # The meter is the balance: what is neither PV, battery nor EV is the home's load.
     home_w = float(grid_w) + pv_w - float(batt_w) - ev_w
     return HomeState(
@@ -55,6 +68,22 @@ def state_from_bus(bus: Bus) -> HomeState | None:
         ev_soc_pct=None if ev_soc is None else float(ev_soc),
         ev_power_w=ev_w,
         tank_temp_c=None if tank is None else float(tank),
+        indoor_temp_c=None if indoor is None else float(indoor),
+        outdoor_temp_c=None if outdoor is None else float(outdoor),
+        hvac_power_w=hvac_w,
+        water_heater_power_w=wh_w,
+    )
+
+
+def _num(value) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def ground_fault(bus: Bus) -> bool:
+    """Any device reporting a ground fault trips the safety interlock."""
+    return any(
+        r.get(Quantity.GROUND_FAULT) is not None and r[Quantity.GROUND_FAULT].value is True
+        for r in bus.snapshot().values()
     )
 
 
@@ -75,6 +104,8 @@ class ControllerStatus:
             "battery_charge_power_w": d.battery_charge_power_w if d else None,
             "ev_power_limit_w": d.ev_power_limit_w if d else None,
             "water_heater_enabled": d.water_heater_enabled if d else None,
+            "heat_setpoint_c": d.heat_setpoint_c if d else None,
+            "cool_setpoint_c": d.cool_setpoint_c if d else None,
             "command_errors": self.errors,
         }
 
@@ -82,10 +113,23 @@ class ControllerStatus:
 class Controller:
     BATTERY_DEADBAND_W = 50.0  # don't chase measurement noise
 
-    def __init__(self, bus: Bus, strategy, *, interval_s: float = 5.0) -> None:
+    SETPOINT_DEADBAND_C = 0.1
+
+    def __init__(
+        self,
+        bus: Bus,
+        strategy,
+        params: HomeParams,
+        *,
+        interval_s: float = 5.0,
+        dr_limit: Callable[[float], tuple[float | None, str]] | None = None,
+    ) -> None:
         self.bus = bus
         self.strategy = strategy
+        self.params = params
         self.interval_s = interval_s
+        self.dr_limit = dr_limit  # now -> (import cap W or None, event id)
+        self._last_ts: float | None = None
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
         self._refused: set[tuple[str, str]] = set()
@@ -94,7 +138,15 @@ class Controller:
         state = state_from_bus(self.bus)
         if state is None:
             return None
+        observe = getattr(self.strategy, "observe", None)
+        if observe is not None and self._last_ts is not None and state.ts > self._last_ts:
+            observe(state, state.ts - self._last_ts)
+        self._last_ts = state.ts
         decision = self.strategy.decide(state)
+        if self.strategy.name != "none":
+            cap, event_id = self.dr_limit(state.ts) if self.dr_limit else (None, "")
+            limits = LimitInputs(ground_fault=ground_fault(self.bus), dr_import_cap_w=cap, dr_event=event_id)
+            decision = apply_limits(decision, state, self.params, limits)
         self.status.decision = decision
         self.status.ts = state.ts
         if self.strategy.name != "none":
@@ -111,10 +163,20 @@ class Controller:
         for sw in self.bus.devices(Capability.SWITCH):
             if sw.info.extra.get("load") == "water_heater":
                 await self._send(sw.info.device_id, Setting.SWITCH_ON, d.water_heater_enabled)
+        for th in self.bus.devices(Capability.THERMOSTAT):
+            tid = th.info.device_id
+            if d.hvac_mode is not None:
+                await self._send(tid, Setting.HVAC_MODE, d.hvac_mode)
+            if d.heat_setpoint_c is not None:
+                await self._send(tid, Setting.HEAT_SETPOINT_C, d.heat_setpoint_c, self.SETPOINT_DEADBAND_C)
+            if d.cool_setpoint_c is not None:
+                await self._send(tid, Setting.COOL_SETPOINT_C, d.cool_setpoint_c, self.SETPOINT_DEADBAND_C)
 
-    async def _send(self, device_id: str, setting: Setting, value) -> None:
+    async def _send(self, device_id: str, setting: Setting, value, deadband: float | None = None) -> None:
         asked = self.bus.asked(device_id, setting)
-        if asked is not None and _same(asked.value, value, self.BATTERY_DEADBAND_W):
+        if asked is not None and _same(
+            asked.value, value, self.BATTERY_DEADBAND_W if deadband is None else deadband
+        ):
             return
         try:
             await self.bus.send(Command(device_id, setting, value, source=f"controller:{self.strategy.name}"))
@@ -126,11 +188,15 @@ class Controller:
                 self._refused.add((device_id, setting))
 
     async def run(self) -> None:
+        last_error = ""
         while True:
             try:
                 await self.step()
-            except Exception:  # the controller must keep running whatever one cycle hit
-                log.exception("controller cycle failed")
+                last_error = ""
+            except Exception as exc:  # the controller must keep running whatever one cycle hit
+                if repr(exc) != last_error:  # a repeating failure is logged once, not every cycle
+                    log.exception("controller cycle failed")
+                    last_error = repr(exc)
             await self.bus.clock.sleep(self.interval_s)
 
     def start(self) -> None:
@@ -148,6 +214,10 @@ class Controller:
 
 
 def _same(a, b, tolerance: float) -> bool:
-    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+    if (
+        not (isinstance(a, int | float) and isinstance(b, int | float))
+        or isinstance(a, bool)
+        or isinstance(b, bool)
+    ):
         return a == b
     return abs(float(a) - float(b)) <= tolerance

@@ -52,6 +52,7 @@ class Quantity(StrEnum):
     HVAC_MODE = "hvac_mode"
     SWITCH_ON = "switch_on"
     TANK_TEMP_C = "tank_temp_c"
+    GROUND_FAULT = "ground_fault"  # true trips the safety interlock: PV and EV off
     STATUS = "status"
 
     @property

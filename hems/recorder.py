@@ -56,7 +56,9 @@ class Recorder:
             self.store.rollup(now)
             self._last_rollup = now
         if now - self._last_prune >= self.prune_every_s:
-            while sum(self.store.prune(now, limit=self.PRUNE_CHUNK_ROWS).values()) >= self.PRUNE_CHUNK_ROWS:
+            for _ in range(10_000):  # bounded: a chunk at a time, yielding to the loop between chunks
+                if sum(self.store.prune(now, limit=self.PRUNE_CHUNK_ROWS).values()) < self.PRUNE_CHUNK_ROWS:
+                    break
                 await asyncio.sleep(0)
             self._last_prune = now
 

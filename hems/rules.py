@@ -40,6 +40,10 @@ class HomeState:
     ev_soc_pct: float | None = None
     ev_power_w: float = 0.0
     tank_temp_c: float | None = None
+    indoor_temp_c: float | None = None
+    outdoor_temp_c: float | None = None
+    hvac_power_w: float = 0.0
+    water_heater_power_w: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,9 @@ class Decision:
     pv_limit_w: float | None = None
     period: str = ""
     reasons: tuple[str, ...] = ()
+    hvac_mode: str | None = None  # None = leave the thermostat as it is
+    heat_setpoint_c: float | None = None
+    cool_setpoint_c: float | None = None
 
 
 def price_class(point: TariffPoint, min_price: float, max_price: float) -> str:

@@ -27,6 +27,7 @@ from .integration import (
 )
 from .livesim import LiveSimHome, parse_sim_start
 from .model import DeviceStatus
+from .mpc import PlannerStrategy
 from .recorder import Recorder
 from .rules import NoControlStrategy, RulesStrategy
 from .store import Store
@@ -65,9 +66,12 @@ class Runtime:
         return cls(config=config, dev=True, clock=clock)
 
     def strategy(self):
-        if self.config.controller.strategy == "none":
+        name = self.config.controller.strategy
+        if name == "none":
             return NoControlStrategy()
-        return RulesStrategy(self.config.tariff, self.config.home)
+        if name == "rules":
+            return RulesStrategy(self.config.tariff, self.config.home)
+        return PlannerStrategy(self.config.tariff, self.config.home, replan_s=self.config.controller.replan_s)
 
     async def start(self, *, serve_web: bool = True) -> None:
         cfg = self.config
@@ -100,7 +104,9 @@ class Runtime:
         if self.sim is not None:
             self.sim.start()
         self.recorder.start()
-        self.controller = Controller(self.bus, self.strategy(), interval_s=cfg.controller.interval_s)
+        self.controller = Controller(
+            self.bus, self.strategy(), cfg.home, interval_s=cfg.controller.interval_s
+        )
         self.controller.start()
         if serve_web:
             await self._start_web()

@@ -1,5 +1,13 @@
 """``hems simulate``: the simulated home in-process at full speed, priced under a tariff.
 
+Strategies:
+- ``none``: every device on its own defaults (battery self-consumption, EV at full power on arrival);
+- ``rules``: the reference home's rule table (``hems.rules``);
+- ``planner``: the model-predictive planner re-planning every 15 min on forecasts learned from what it
+  measured (forecast error included);
+- ``optimal``: the perfect-foresight bound: the same planner told the true future (weather, load, hot water,
+  EV trips), committing a day at a time with a 72 h look-ahead.
+
 The controller sees what it would see live: the state measured at the end of the previous step (no
 peeking at the step it decides). Figures are totals over the whole run.
 """
@@ -14,14 +22,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from .forecast import step_index
 from .home import HomeParams
+from .mpc import Outlook, PlannerStrategy
 from .rules import HomeState, NoControlStrategy, RulesStrategy
-from .sim.environment import Environment
+from .sim.environment import Environment, EnvSeries
 from .sim.home import Controls, SimHome
 from .tariff import Tariff, TariffPoint
 
-STRATEGIES = ("none", "rules")
+STRATEGIES = ("none", "rules", "planner", "optimal")
 DEFAULT_START = "2026-01-01"
+PLAN_STEP_S = 900.0
+OPTIMAL_HORIZON_STEPS = 288  # 72 h of look-ahead
+OPTIMAL_COMMIT_S = 86400.0  # re-plan once a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +46,69 @@ class SimulationSpec:
     step_s: float = 300.0
 
 
-def make_strategy(name: str, tariff: Tariff, params: HomeParams):
+class OracleOutlook:
+    """The true future, from the same environment the simulated home runs in."""
+
+    def __init__(self, params: HomeParams, series: EnvSeries) -> None:
+        self.params = params
+        self.s = series
+        wh = params.water_heater
+        self.hot_water_wh = series.hot_water_l * 4.186 * (wh.setpoint_c - wh.cold_water_c) / 3.6
+
+    def outlook(self, state: HomeState, start_ts: float, n: int, step_s: float) -> Outlook:
+        if step_s != self.s.step_s:
+            raise ValueError(f"the perfect-foresight outlook is at {self.s.step_s} s steps, asked {step_s}")
+        i0 = step_index(start_ts, float(self.s.ts[0]), step_s)
+        sl = slice(i0, i0 + n)
+        home = np.asarray(self.s.ev_home[sl], dtype=bool)
+        plugged = np.zeros(n, dtype=bool)
+        departure: int | None = None
+        soc = state.ev_soc_pct if state.ev_soc_pct is not None else self.params.ev.initial_soc_pct
+        if state.ev_plugged:
+            away = np.flatnonzero(~home)
+            departure = int(away[0]) if away.size else None
+            plugged[: departure if departure is not None else n] = True
+        else:  # plan for the next arrival: the car comes home with what the trip left it
+            back = np.flatnonzero(home)
+            if back.size:
+                a = int(back[0])
+                trip_wh = float(np.sum(self.s.ev_trip_wh[i0 : i0 + a + 1]))
+                soc = max(0.0, soc - 100.0 * trip_wh / self.params.ev.capacity_wh)
+                away = np.flatnonzero(~home[a:])
+                departure = a + int(away[0]) if away.size else None
+                plugged[a : departure if departure is not None else n] = True
+        return Outlook(
+            pv_w=np.asarray(self.s.pv_available_w[sl], dtype=float),
+            base_load_w=np.asarray(self.s.base_load_w[sl], dtype=float),
+            outdoor_temp_c=np.asarray(self.s.outdoor_temp_c[sl], dtype=float),
+            hot_water_wh=self.hot_water_wh[sl],
+            ev_plugged=plugged,
+            ev_departure_step=departure,
+            ev_soc_pct=soc,
+        )
+
+
+def make_strategy(
+    name: str, tariff: Tariff, params: HomeParams, env: Environment, start_ts: float, n_plan: int
+):
     if name == "none":
         return NoControlStrategy()
     if name == "rules":
         return RulesStrategy(tariff, params)
+    if name == "planner":
+        s = PlannerStrategy(tariff, params, step_s=PLAN_STEP_S)
+        s.outlook.pv.precompute(start_ts, n_plan + s.horizon_steps, PLAN_STEP_S)
+        return s
+    if name == "optimal":
+        truth = env.series(start_ts, n_plan + OPTIMAL_HORIZON_STEPS, PLAN_STEP_S)
+        return PlannerStrategy(
+            tariff,
+            params,
+            outlook=OracleOutlook(params, truth),
+            horizon_steps=OPTIMAL_HORIZON_STEPS,
+            step_s=PLAN_STEP_S,
+            replan_s=OPTIMAL_COMMIT_S,
+        )
     raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
 
 
@@ -46,9 +117,28 @@ def local_midnight(day: str, timezone: str) -> float:
     return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(timezone)).timestamp()
 
 
+def _state(r, ts: float) -> HomeState:
+    return HomeState(
+        ts=ts,
+        pv_power_w=r.pv_power_w,
+        home_load_w=r.home_load_w,
+        battery_soc_pct=r.battery_soc_pct,
+        ev_plugged=r.ev_plugged,
+        ev_soc_pct=r.ev_soc_pct,
+        ev_power_w=r.ev_power_w,
+        tank_temp_c=r.tank_temp_c,
+        indoor_temp_c=r.indoor_temp_c,
+        outdoor_temp_c=r.outdoor_temp_c,
+        hvac_power_w=r.hvac_power_w,
+        water_heater_power_w=r.water_heater_power_w,
+    )
+
+
 def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     if spec.days <= 0:
         raise ValueError(f"days must be > 0, got {spec.days}")
+    if spec.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {spec.strategy!r}; allowed: {', '.join(STRATEGIES)}")
     wall0 = time.perf_counter()
     tz = params.site.timezone
     step_s = spec.step_s
@@ -57,9 +147,11 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     env = Environment(params, seed=spec.seed)
     series = env.series(start_ts, n, step_s)
     imp, exp, periods = tariff.prices(start_ts, n, step_s)
-    weekend = pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).day_of_week >= 5
-    weekend = np.asarray(weekend)
-    strategy = make_strategy(spec.strategy, tariff, params)
+    weekend = np.asarray(
+        pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).day_of_week >= 5
+    )
+    n_plan = int(np.ceil(spec.days * 86400 / PLAN_STEP_S))
+    strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan)
     home = SimHome(params, env, start_ts)
 
     state = HomeState(
@@ -69,10 +161,11 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         battery_soc_pct=params.battery.initial_soc_pct,
         ev_plugged=bool(series.ev_home[0]),
         ev_soc_pct=params.ev.initial_soc_pct,
-        tank_temp_c=None,
+        indoor_temp_c=params.hvac.initial_indoor_c,
+        outdoor_temp_c=float(series.outdoor_temp_c[0]),
     )
     h = step_s / 3600.0
-    import_wh = export_wh = pv_wh = load_wh = ev_wh = cost = 0.0
+    import_wh = export_wh = pv_wh = load_wh = ev_wh = 0.0
     import_cost = export_credit = 0.0
     batt_throughput_wh = 0.0
     comfort_dh = 0.0
@@ -81,7 +174,7 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     bucket_wh = 0.0
     peak_15_w = 0.0
     hvac = params.hvac
-    was_plugged = state.ev_plugged
+    observe = getattr(strategy, "observe", None)
     for i in range(n):
         point = TariffPoint(periods[i], float(imp[i]), float(exp[i]))
         d = strategy.decide(state, point, bool(weekend[i]))
@@ -90,6 +183,9 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
             pv_limit_w=d.pv_limit_w,
             ev_power_limit_w=d.ev_power_limit_w,
             water_heater_enabled=d.water_heater_enabled,
+            hvac_mode=d.hvac_mode or "auto",
+            heat_setpoint_c=d.heat_setpoint_c,
+            cool_setpoint_c=d.cool_setpoint_c,
         )
         r = home.step(step_s, controls, series.sample(i))
         import_wh += r.import_w * h
@@ -104,28 +200,20 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
             comfort_dh += (hvac.comfort_min_c - r.indoor_temp_c) * h
         elif r.indoor_temp_c > hvac.comfort_max_c:
             comfort_dh += (r.indoor_temp_c - hvac.comfort_max_c) * h
-        if was_plugged and not r.ev_plugged:  # departure: how far short of the target did it leave?
+        if state.ev_plugged and not r.ev_plugged:  # departure: how far short of the target did it leave?
             ev_missed_wh += (
                 max(0.0, params.ev.target_soc_pct - state.ev_soc_pct) / 100.0 * params.ev.capacity_wh
             )
-        was_plugged = r.ev_plugged
         bucket_wh += r.import_w * h
         if (i + 1) % steps_per_15 == 0:
             peak_15_w = max(peak_15_w, bucket_wh / (steps_per_15 * h))
             bucket_wh = 0.0
-        state = HomeState(
-            ts=r.ts + r.dt_s,
-            pv_power_w=r.pv_power_w,
-            home_load_w=r.home_load_w,
-            battery_soc_pct=r.battery_soc_pct,
-            ev_plugged=r.ev_plugged,
-            ev_soc_pct=r.ev_soc_pct,
-            ev_power_w=r.ev_power_w,
-            tank_temp_c=r.tank_temp_c,
-        )
+        state = _state(r, r.ts + r.dt_s)
+        if observe is not None:
+            observe(state, step_s)
     cost = import_cost - export_credit
     self_use_wh = max(0.0, pv_wh - export_wh)
-    return {
+    result = {
         "strategy": spec.strategy,
         "days": spec.days,
         "start": spec.start,
@@ -145,5 +233,10 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         "battery_cycles": round(batt_throughput_wh / 2 / params.battery.capacity_wh, 2),
         "comfort_degree_hours": round(comfort_dh, 2),
         "ev_missed_kwh": round(ev_missed_wh / 1000, 2),
-        "runtime_s": round(time.perf_counter() - wall0, 2),
+        "final_battery_soc_pct": round(home.battery_soc_pct, 1),
+        "final_ev_soc_pct": round(home.ev_soc_pct, 1),
     }
+    if isinstance(strategy, PlannerStrategy):
+        result.update(strategy.stats.summary())
+    result["runtime_s"] = round(time.perf_counter() - wall0, 2)
+    return result

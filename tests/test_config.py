@@ -61,7 +61,10 @@ prefix = "x-"
         ({"web": {"port": True}}, "web.port = True: must be an integer"),
         ({"site": {"timezone": "Mars/Olympus"}}, "site.timezone = 'Mars/Olympus': must be an IANA time zone"),
         ({"ev": {"departure_time": "25:00"}}, "ev.departure_time = '25:00': must be a local time HH:MM"),
-        ({"controller": {"strategy": "magic"}}, "controller.strategy = 'magic': must be one of none, rules"),
+        (
+            {"controller": {"strategy": "magic"}},
+            "controller.strategy = 'magic': must be one of none, rules, planner",
+        ),
         ({"baterry": {}}, "unknown section 'baterry' (did you mean 'battery'?)"),
         (
             {"battery": {"min_soc_pct": 50, "reserve_soc_pct": 20}},

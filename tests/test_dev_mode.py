@@ -79,7 +79,8 @@ def test_hems_dev_command_serves_changing_status(tmp_path):
         assert later["gateway"]["time"] > first["gateway"]["time"]
         caps = {d["device_id"]: set(d["capabilities"]) for d in later["devices"]}
         assert caps["inverter"] == {"pv_inverter", "battery"}
-        assert later["controller"]["strategy"] == "rules"
+        assert later["controller"]["strategy"] == "planner"
+        assert later["controller"]["reasons"]  # the plan says why
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -9,12 +9,11 @@ ids not to expose, e.g. ``["inverter"]`` when a protocol integration's simulated
 
 from __future__ import annotations
 
-from hems.sim.home import StepResult
-
 from hems.config import ConfigError
 from hems.integration import IntegrationContext
 from hems.livesim import LiveSimHome
 from hems.model import HVAC_MODES, Capability, CommandError, DeviceInfo, Quantity, Reading
+from hems.sim.home import StepResult
 
 Q = Quantity
 

@@ -1,0 +1,82 @@
+"""The controller's limits, in priority order: safety, service limit, DR, battery reserve, then the plan.
+
+Whatever the strategy decided (planner, rules, a VPP dispatch), these run last and can only tighten it:
+a lower limit never loosens what a higher one allows. They need nothing but the measured state, so they
+hold when the planner is late, has failed, or was never started.
+
+1. Safety interlock: a ground fault reported by any device turns PV and EV charging off.
+2. Service limit: planned import stays within the main panel's rating (EV first, then battery charging).
+3. DR: an active import cap (or baseline − shed) is held by pausing the EV, deferring the water heater,
+   stopping battery charging and, if still above, discharging the battery.
+4. Battery reserve: outside DR events the battery is not discharged below the homeowner's reserve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .home import HomeParams
+from .rules import Decision, HomeState, limit_to_service
+
+
+@dataclass(frozen=True, slots=True)
+class LimitInputs:
+    ground_fault: bool = False
+    dr_import_cap_w: float | None = None  # the tightest active DR import limit, W
+    dr_event: str = ""  # id of the event setting it, for the reasons
+
+
+def projected_import_w(d: Decision, s: HomeState, params: HomeParams) -> float:
+    """Grid power if the decision is applied to what is measured now (+ import)."""
+    ev_w = 0.0
+    if s.ev_plugged:
+        ev_w = params.ev.charger_max_w if d.ev_power_limit_w is None else d.ev_power_limit_w
+    wh_w = s.water_heater_power_w if d.water_heater_enabled else 0.0
+    battery = d.battery_charge_power_w if d.battery_charge_power_w is not None else 0.0
+    pv = s.pv_power_w if d.pv_limit_w is None else min(s.pv_power_w, d.pv_limit_w)
+    return s.home_load_w - s.water_heater_power_w + wh_w + ev_w + battery - pv
+
+
+def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInputs) -> Decision:
+    reasons = list(d.reasons)
+    b = params.battery
+
+    # 1. safety
+    if limits.ground_fault:
+        d = replace(d, pv_limit_w=0.0, ev_power_limit_w=0.0)
+        reasons.insert(0, "ground fault: PV and EV charging off")
+
+    # 2. service limit
+    before = d
+    d = limit_to_service(d, s, params)
+    if d is not before:
+        reasons = list(d.reasons)
+
+    # 3. DR import cap
+    cap = limits.dr_import_cap_w
+    if cap is not None and projected_import_w(d, s, params) > cap:
+        label = f"DR event {limits.dr_event}: import held under {cap / 1000:.1f} kW".replace(
+            "event :", "event:"
+        )
+        if s.ev_plugged and (d.ev_power_limit_w is None or d.ev_power_limit_w > 0):
+            d = replace(d, ev_power_limit_w=0.0)
+        if projected_import_w(d, s, params) > cap and d.water_heater_enabled:
+            d = replace(d, water_heater_enabled=False)
+        excess = projected_import_w(d, s, params) - cap
+        if excess > 0:
+            battery = d.battery_charge_power_w if d.battery_charge_power_w is not None else 0.0
+            battery = max(-b.max_discharge_w, battery - excess)
+            d = replace(d, battery_charge_power_w=battery)
+        reasons.append(label)
+
+    # 4. battery reserve (a DR event may go below it: that is what the reserve is for)
+    if cap is None and s.battery_soc_pct <= b.reserve_soc_pct:
+        battery = d.battery_charge_power_w
+        if battery is None or battery < 0:
+            d = replace(
+                d,
+                battery_charge_power_w=0.0 if battery is not None else max(0.0, s.pv_power_w - s.home_load_w),
+            )
+            reasons.append(f"battery at its {b.reserve_soc_pct:.0f} % reserve: not discharging")
+
+    return replace(d, reasons=tuple(reasons))

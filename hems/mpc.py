@@ -1,0 +1,289 @@
+"""Model-predictive control: re-plan every few minutes (and at once on an event), follow the plan between.
+
+``PlannerStrategy`` is a strategy like the rule table: ``decide(state)`` returns a ``Decision``. Inside,
+it keeps the current plan (``hems.planner``), re-plans every ``replan_s`` or when ``request_replan`` was
+called (DR event received or cancelled, EV plugged or unplugged, a setting changed), warm-starting from
+the previous plan, and follows the plan's current step:
+
+- battery: the planned power; when the plan intends to import nothing in this step, the battery also
+  absorbs the forecast error so that the grid stays at the planned value (measured-grid correction);
+- EV: the planned charging power, rounded to what a charger can do (0, or at least the 6 A minimum);
+- water heater: on for the planned share of the step (duty cycle), and always when the tank is below
+  its minimum;
+- HVAC: the planned indoor temperature becomes the set point (pre-cooling, setback come from the plan);
+- PV: limited to the planned use when the plan curtails.
+
+When the planner fails (no solution in its time budget, bad inputs), the rule table takes over for that
+step, says so in the reasons, and the next cycle tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .forecast import (
+    LoadForecaster,
+    PVForecaster,
+    TemperatureForecaster,
+    ev_departure_ts,
+    hot_water_profile_wh,
+    step_index,
+)
+from .home import HomeParams
+from .planner import Plan, PlanInputs, PlannerError, PlannerSettings, plan
+from .planner.types import DRWindow
+from .rules import Decision, HomeState, RulesStrategy
+from .tariff import Tariff, TariffPoint
+
+log = logging.getLogger(__name__)
+
+GRID_TRACKING_IMPORT_W = 50.0  # a planned import below this means "the plan intends no import now"
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What the planner is told about the horizon (forecasts, or the truth for the perfect-foresight run)."""
+
+    pv_w: np.ndarray
+    base_load_w: np.ndarray
+    outdoor_temp_c: np.ndarray
+    hot_water_wh: np.ndarray
+    ev_plugged: np.ndarray
+    ev_departure_step: int | None
+    ev_soc_pct: float  # SOC the plan starts from (now, or at the forecast arrival)
+
+
+class ForecastOutlook:
+    """Realistic outlook: forecasters that learn from what the gateway measured."""
+
+    def __init__(self, params: HomeParams) -> None:
+        self.params = params
+        self.pv = PVForecaster(params)
+        self.load = LoadForecaster(params)
+        self.temp = TemperatureForecaster(params)
+
+    def observe(self, state: HomeState, dt_s: float) -> None:
+        self.pv.observe(state.ts, state.pv_power_w, dt_s)
+        base = max(0.0, state.home_load_w - state.hvac_power_w - state.water_heater_power_w)
+        self.load.observe(state.ts, base, dt_s)
+        if state.outdoor_temp_c is not None:
+            self.temp.observe(state.ts, state.outdoor_temp_c)
+
+    def outlook(self, state: HomeState, start_ts: float, n: int, step_s: float) -> Outlook:
+        plugged = np.zeros(n, dtype=bool)
+        departure: int | None = None
+        if state.ev_plugged:
+            dep_ts = ev_departure_ts(self.params, state.ts)
+            departure = max(0, step_index(dep_ts, start_ts, step_s))
+            plugged[: min(departure, n)] = True
+            if departure >= n:
+                departure = None
+        return Outlook(
+            pv_w=self.pv.forecast(start_ts, n, step_s, now=state.ts),
+            base_load_w=self.load.forecast(start_ts, n, step_s),
+            outdoor_temp_c=self.temp.forecast(start_ts, n, step_s, now=state.ts),
+            hot_water_wh=hot_water_profile_wh(self.params, start_ts, n, step_s),
+            ev_plugged=plugged,
+            ev_departure_step=departure,
+            ev_soc_pct=state.ev_soc_pct if state.ev_soc_pct is not None else self.params.ev.initial_soc_pct,
+        )
+
+
+@dataclass
+class PlannerStats:
+    solve_ms: list[float] = field(default_factory=list)
+    plans: int = 0
+    failures: int = 0
+    last_error: str = ""
+
+    def summary(self) -> dict:
+        if not self.solve_ms:
+            return {
+                "plans": self.plans,
+                "failures": self.failures,
+                "solve_ms_median": None,
+                "solve_ms_p95": None,
+            }
+        ms = np.asarray(self.solve_ms)
+        return {
+            "plans": self.plans,
+            "failures": self.failures,
+            "solve_ms_median": round(float(np.median(ms)), 2),
+            "solve_ms_p95": round(float(np.percentile(ms, 95)), 2),
+        }
+
+
+class PlannerStrategy:
+    name = "planner"
+
+    def __init__(
+        self,
+        tariff: Tariff,
+        params: HomeParams,
+        *,
+        outlook=None,
+        horizon_steps: int = 96,
+        step_s: float = 900.0,
+        replan_s: float = 900.0,
+        settings: PlannerSettings | None = None,
+        time_limit_s: float = 5.0,
+        dr_windows: Callable[[float, float, int], tuple[DRWindow, ...]] | None = None,
+        planner: Callable[..., Plan] = plan,
+    ) -> None:
+        self.tariff = tariff
+        self.params = params
+        self.outlook = outlook or ForecastOutlook(params)
+        self.horizon_steps = horizon_steps
+        self.step_s = step_s
+        self.replan_s = replan_s
+        self.settings = settings or PlannerSettings()
+        self.time_limit_s = time_limit_s
+        self.dr_windows = dr_windows
+        self._planner = planner  # injectable so tests can make the planner fail
+        self.rules = RulesStrategy(tariff, params)
+        self.plan: Plan | None = None
+        self.inputs: PlanInputs | None = None
+        self.stats = PlannerStats()
+        self._next_plan_ts = -math.inf
+        self._replan_reason: str | None = "start"
+        self._last_plugged: bool | None = None
+
+    # -- events ----------------------------------------------------------------------------------
+    def request_replan(self, reason: str) -> None:
+        """Re-plan at the next decision (DR event, EV plugged/unplugged, a setting changed)."""
+        self._replan_reason = reason
+
+    def observe(self, state: HomeState, dt_s: float) -> None:
+        if hasattr(self.outlook, "observe"):
+            self.outlook.observe(state, dt_s)
+
+    # -- planning --------------------------------------------------------------------------------
+    def build_inputs(self, state: HomeState, start_ts: float) -> PlanInputs:
+        n, step_s = self.horizon_steps, self.step_s
+        imp, exp, names = self.tariff.prices(start_ts, n, step_s)
+        o = self.outlook.outlook(state, start_ts, n, step_s)
+        hvac = self.params.hvac
+        windows = self.dr_windows(start_ts, step_s, n) if self.dr_windows else ()
+        return PlanInputs(
+            start_ts=start_ts,
+            step_s=step_s,
+            import_price_per_kwh=np.asarray(imp, dtype=float),
+            export_price_per_kwh=np.asarray(exp, dtype=float),
+            period_names=tuple(names),
+            pv_forecast_w=o.pv_w,
+            base_load_forecast_w=o.base_load_w,
+            outdoor_temp_c=o.outdoor_temp_c,
+            hot_water_wh=o.hot_water_wh,
+            battery_soc_pct=state.battery_soc_pct,
+            ev_plugged=o.ev_plugged,
+            ev_soc_pct=o.ev_soc_pct,
+            ev_departure_step=o.ev_departure_step,
+            ev_target_soc_pct=self.params.ev.target_soc_pct,
+            indoor_temp_c=state.indoor_temp_c if state.indoor_temp_c is not None else hvac.initial_indoor_c,
+            tank_temp_c=state.tank_temp_c
+            if state.tank_temp_c is not None
+            else self.params.water_heater.setpoint_c,
+            comfort_min_c=np.full(n, hvac.comfort_min_c),
+            comfort_max_c=np.full(n, hvac.comfort_max_c),
+            dr_windows=tuple(windows),
+            allow_ev_v2h=self.params.ev.v2h,
+        )
+
+    def replan(self, state: HomeState, reason: str) -> Plan | None:
+        start_ts = math.floor(state.ts / self.step_s) * self.step_s  # plans start on a step boundary
+        try:
+            inputs = self.build_inputs(state, start_ts)
+            new = self._planner(
+                self.params,
+                inputs,
+                time_limit_s=self.time_limit_s,
+                warm_start=self.plan,
+                settings=self.settings,
+            )
+        except (PlannerError, ValueError) as exc:
+            self.stats.failures += 1
+            self.stats.last_error = str(exc)
+            log.warning("planner failed (%s): the rule table is in charge until the next plan", exc)
+            self.plan = None
+            self._next_plan_ts = state.ts + min(self.replan_s, 60.0)  # retry soon, not every second
+            return None
+        self.plan, self.inputs = new, inputs
+        self.stats.plans += 1
+        self.stats.solve_ms.append(new.build_ms + new.solve_ms)
+        self._next_plan_ts = start_ts + self.replan_s
+        log.debug("re-planned (%s): cost %.2f, %s in %.1f ms", reason, new.cost, new.status, new.solve_ms)
+        return new
+
+    # -- following the plan ----------------------------------------------------------------------
+    def decide(
+        self, state: HomeState, point: TariffPoint | None = None, weekend: bool | None = None
+    ) -> Decision:
+        if self._last_plugged is not None and state.ev_plugged != self._last_plugged:
+            self.request_replan("EV plugged in" if state.ev_plugged else "EV left")
+        self._last_plugged = state.ev_plugged
+        if self._replan_reason is not None or state.ts >= self._next_plan_ts:
+            reason, self._replan_reason = self._replan_reason or "schedule", None
+            self.replan(state, reason)
+        p = self.plan
+        k = -1 if p is None else step_index(state.ts, p.start_ts, p.step_s)
+        if p is None or not 0 <= k < p.steps:
+            fallback = self.rules.decide(state, point, weekend)
+            why = self.stats.last_error or "no plan covers now"
+            return replace(
+                fallback, reasons=(f"planner unavailable ({why}): rule table in charge", *fallback.reasons)
+            )
+        return self.follow(p, k, state)
+
+    def follow(self, p: Plan, k: int, state: HomeState) -> Decision:
+        params = self.params
+        b, ev, wh, hvac = params.battery, params.ev, params.water_heater, params.hvac
+        inputs = self.inputs
+        planned_batt = float(p.battery_charge_w[k] - p.battery_discharge_w[k])
+        battery = planned_batt
+        if p.grid_import_w[k] < GRID_TRACKING_IMPORT_W and inputs is not None:
+            # the plan intends no import now: let the battery take the forecast error, holding the grid
+            planned_net = float(p.grid_import_w[k] - p.grid_export_w[k]) - planned_batt
+            measured_net = state.home_load_w + state.ev_power_w - state.pv_power_w
+            battery = planned_batt - (measured_net - planned_net)
+            if planned_batt >= 0:
+                battery = max(
+                    battery, min(0.0, planned_batt)
+                )  # never discharge in a step planned for charging
+        battery = max(-b.max_discharge_w, min(b.max_charge_w, battery))
+
+        ev_w = float(p.ev_charge_w[k])
+        ev_limit = 0.0 if ev_w < ev.charger_min_w / 2 else max(ev.charger_min_w, min(ev.charger_max_w, ev_w))
+
+        duty = float(p.water_heater_w[k]) / wh.power_w if wh.power_w > 0 else 0.0
+        into_step = state.ts - (p.start_ts + k * p.step_s)
+        heater_on = into_step < duty * p.step_s - 1e-6
+        if state.tank_temp_c is not None and state.tank_temp_c < wh.min_temp_c:
+            heater_on = True
+
+        # the planned indoor temperature at the end of the step is the set point of the mode the plan uses
+        mode = p.hvac_mode[k] if p.hvac_mode else "off"
+        target = min(hvac.comfort_max_c, max(hvac.comfort_min_c, float(p.indoor_temp_c[k])))
+        heat_sp, cool_sp = hvac.comfort_min_c, hvac.comfort_max_c
+        if mode == "cool":
+            cool_sp = target
+        elif mode == "heat":
+            heat_sp = target
+
+        pv_limit = float(p.pv_used_w[k]) if p.pv_curtailed_w[k] > 1.0 else None
+        period = inputs.period_names[k] if inputs is not None and inputs.period_names else ""
+        return Decision(
+            battery_charge_power_w=round(battery, 1),
+            ev_power_limit_w=ev_limit if state.ev_plugged else 0.0,
+            water_heater_enabled=heater_on,
+            pv_limit_w=pv_limit,
+            period=period or "",
+            reasons=tuple(p.reasons[k]) if p.reasons else (),
+            hvac_mode="auto",
+            heat_setpoint_c=round(heat_sp, 2),
+            cool_setpoint_c=round(cool_sp, 2),
+        )

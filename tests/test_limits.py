@@ -1,0 +1,123 @@
+"""Priority-ordered limits: safety, service limit, DR, reserve — each only tightens what the strategy asked."""
+
+import pytest
+
+from hems.bus import Bus
+from hems.clock import ManualClock
+from hems.controller import Controller
+from hems.home import HomeParams
+from hems.limits import LimitInputs, apply_limits, projected_import_w
+from hems.model import Capability, DeviceInfo, Quantity, Reading, Setting
+from hems.mpc import PlannerStrategy
+from hems.planner import PlannerError
+from hems.rules import Decision, HomeState
+from hems.tariff import Tariff
+
+P = HomeParams()
+
+
+def state(**kw):
+    base = dict(ts=0.0, pv_power_w=0.0, home_load_w=2000.0, battery_soc_pct=60.0, water_heater_power_w=0.0)
+    return HomeState(**{**base, **kw})
+
+
+def test_ground_fault_turns_pv_and_ev_off_whatever_the_plan():
+    d = Decision(battery_charge_power_w=0.0, ev_power_limit_w=11000.0, water_heater_enabled=True)
+    out = apply_limits(d, state(ev_plugged=True), P, LimitInputs(ground_fault=True))
+    assert out.pv_limit_w == 0.0 and out.ev_power_limit_w == 0.0
+    assert out.reasons[0].startswith("ground fault")
+
+
+def test_dr_cap_sheds_ev_then_water_heater_then_discharges_battery():
+    s = state(home_load_w=6000.0, water_heater_power_w=4500.0, ev_plugged=True)
+    d = Decision(battery_charge_power_w=3000.0, ev_power_limit_w=7000.0, water_heater_enabled=True)
+    out = apply_limits(d, s, P, LimitInputs(dr_import_cap_w=1000.0, dr_event="evt-9"))
+    assert out.ev_power_limit_w == 0.0
+    assert not out.water_heater_enabled
+    # 6000 - 4500 (heater off) = 1500 W of load; the cap is 1000 W: the battery discharges 500 W
+    assert out.battery_charge_power_w == pytest.approx(-500.0)
+    assert projected_import_w(out, s, P) == pytest.approx(1000.0)
+    assert any("evt-9" in r for r in out.reasons)
+
+
+def test_dr_cap_met_already_changes_nothing():
+    d = Decision(battery_charge_power_w=-1000.0, ev_power_limit_w=0.0, water_heater_enabled=True)
+    out = apply_limits(d, state(), P, LimitInputs(dr_import_cap_w=5000.0))
+    assert (out.battery_charge_power_w, out.water_heater_enabled) == (-1000.0, True)
+
+
+def test_reserve_stops_discharge_outside_dr_but_not_during():
+    d = Decision(battery_charge_power_w=-3000.0, ev_power_limit_w=0.0, water_heater_enabled=True)
+    low = state(battery_soc_pct=P.battery.reserve_soc_pct - 1)
+    assert apply_limits(d, low, P, LimitInputs()).battery_charge_power_w == 0.0
+    assert apply_limits(d, low, P, LimitInputs(dr_import_cap_w=0.0)).battery_charge_power_w <= -2000.0
+
+
+def test_service_limit_holds_for_any_strategy():
+    d = Decision(
+        battery_charge_power_w=P.battery.max_charge_w, ev_power_limit_w=None, water_heater_enabled=True
+    )
+    s = state(home_load_w=42000.0, ev_plugged=True)
+    out = apply_limits(d, s, P, LimitInputs())
+    assert projected_import_w(out, s, P) <= P.site.service_limit_w + 1e-6
+
+
+class Dev:
+    def __init__(self, device_id, caps, **extra):
+        self._info = DeviceInfo(device_id, device_id, frozenset(caps), "test", extra=extra)
+        self.sent = []
+
+    @property
+    def info(self):
+        return self._info
+
+    async def set_battery_charge_power_w(self, w):
+        self.sent.append(("battery", w))
+
+    async def set_pv_limit_w(self, w):
+        self.sent.append(("pv", w))
+
+    async def set_ev_power_limit_w(self, w):
+        self.sent.append(("ev", w))
+
+    async def set_switch(self, on):
+        self.sent.append(("switch", on))
+
+    async def set_hvac(self, *, mode=None, heat_setpoint_c=None, cool_setpoint_c=None):
+        self.sent.append(("hvac", mode, heat_setpoint_c, cool_setpoint_c))
+
+
+async def test_controller_holds_limits_when_the_planner_fails():
+    clock = ManualClock(1_783_530_000.0)  # Wednesday 8 July 2026, 10:00 in Los Angeles (shoulder)
+    bus = Bus(clock)
+    meter = Dev("meter", {Capability.GRID_METER})
+    inverter = Dev("inverter", {Capability.BATTERY, Capability.PV_INVERTER})
+    charger = Dev("charger", {Capability.EV_CHARGER})
+    heater = Dev("heater", {Capability.SWITCH}, load="water_heater")
+    for d in (meter, inverter, charger, heater):
+        bus.add_device(d)
+    t = clock.now()
+    bus.publish_many(
+        [
+            Reading("meter", Quantity.GRID_POWER_W, 9000.0, t),
+            Reading("inverter", Quantity.SOC_PCT, 70.0, t),
+            Reading("inverter", Quantity.BATTERY_POWER_W, 0.0, t),
+            Reading("inverter", Quantity.PV_POWER_W, 0.0, t),
+            Reading("charger", Quantity.EV_PLUGGED, True, t),
+            Reading("charger", Quantity.POWER_W, 7000.0, t),
+            Reading("heater", Quantity.POWER_W, 0.0, t),
+        ]
+    )
+
+    def broken_planner(*args, **kwargs):
+        raise PlannerError("HiGHS: time limit reached with no solution")
+
+    strategy = PlannerStrategy(Tariff.default(), P, planner=broken_planner)
+    controller = Controller(bus, strategy, P, dr_limit=lambda now: (1500.0, "evt-1"))
+    decision = await controller.step()
+    assert strategy.stats.failures == 1
+    assert any("rule table in charge" in r for r in decision.reasons)
+    assert any("evt-1" in r for r in decision.reasons)
+    # home load = 9000 - 7000 (EV) = 2000 W; cap 1500 W: EV paused, battery discharges >= 500 W
+    assert bus.asked("charger", Setting.EV_POWER_LIMIT_W).value == 0.0
+    assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value <= -500.0
