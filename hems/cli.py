@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         "--step", type=float, default=300.0, metavar="SECONDS", help="physics step (default 300)"
     )
     sim.add_argument("--config", metavar="FILE", help="TOML config describing the home and tariff")
+    sim.add_argument("--load-csv", metavar="FILE", help="measured household power: timestamp,power_w rows")
+    sim.add_argument("--weather", metavar="FILE", help="a TMY3 weather file (replaces the synthetic weather)")
+    sim.add_argument(
+        "--tariff", metavar="FILE", help="a TOML tariff file (TOU by season, export, demand charge)"
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object")
 
     peer = sub.add_parser("sim", help="run one protocol's simulated device standalone: hems sim NAME --help")
@@ -153,13 +158,28 @@ def _simulate(args) -> int:
     from .simulate import SimulationSpec, simulate
 
     config = load_config(args.config)
+    if args.tariff:
+        from .tariff import Tariff, TariffError
+
+        try:
+            config = dataclasses.replace(
+                config, tariff=Tariff.load(args.tariff, timezone=config.home.site.timezone)
+            )
+        except (TariffError, OSError) as exc:
+            raise ConfigError([f"--tariff {args.tariff}: {exc}"]) from exc
     if args.days <= 0:
         raise ConfigError([f"--days {args.days}: must be > 0"])
     if args.step <= 0 or 86400 % args.step:
         raise ConfigError([f"--step {args.step}: must divide a day into whole steps (e.g. 60, 300, 900)"])
     try:
         spec = SimulationSpec(
-            days=args.days, strategy=args.strategy, seed=args.seed, start=args.start, step_s=args.step
+            days=args.days,
+            strategy=args.strategy,
+            seed=args.seed,
+            start=args.start,
+            step_s=args.step,
+            load_csv=args.load_csv,
+            weather_file=args.weather,
         )
         result = simulate(config.home, config.tariff, spec)
     except ValueError as exc:

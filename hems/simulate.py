@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -44,6 +44,100 @@ class SimulationSpec:
     seed: int = 1
     start: str = DEFAULT_START  # local date (site time zone)
     step_s: float = 300.0
+    load_csv: str | None = None  # measured household power replaces the simulated base load
+    weather_file: str | None = None  # a TMY3 file replaces the synthetic weather
+
+
+class InputError(ValueError):
+    """A user-supplied input file is unusable; the message names the file, the line and what is wrong."""
+
+
+def load_power_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV of ``timestamp, power_w`` rows (ISO 8601 or POSIX seconds; any regular step; a header is allowed).
+
+    Returns (POSIX seconds, W), sorted. Timestamps without a zone are taken as UTC.
+    """
+    import csv
+
+    ts: list[float] = []
+    watts: list[float] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0].strip().startswith("#"):
+                    continue
+                if len(row) < 2:
+                    raise InputError(f"{path}:{lineno}: expected 'timestamp,power_w', got {row!r}")
+                t_text, w_text = row[0].strip(), row[1].strip()
+                try:
+                    w = float(w_text)
+                except ValueError:
+                    if lineno == 1:  # a header line
+                        continue
+                    raise InputError(f"{path}:{lineno}: power {w_text!r} is not a number") from None
+                try:
+                    t = float(t_text)
+                except ValueError:
+                    try:
+                        dt = datetime.fromisoformat(t_text)
+                    except ValueError:
+                        raise InputError(
+                            f"{path}:{lineno}: timestamp {t_text!r} is not ISO 8601 or POSIX seconds"
+                        ) from None
+                    t = (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("UTC"))).timestamp()
+                if not np.isfinite(w) or w < 0:
+                    raise InputError(f"{path}:{lineno}: power {w} W must be a finite number >= 0")
+                ts.append(t)
+                watts.append(w)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(ts) < 2:
+        raise InputError(f"{path}: needs at least two rows of timestamp,power_w")
+    order = np.argsort(ts)
+    return np.asarray(ts)[order], np.asarray(watts)[order]
+
+
+class _MeasuredLoad:
+    """Wraps an Environment so that every series it gives carries the measured base load."""
+
+    def __init__(self, env: Environment, ts: np.ndarray, watts: np.ndarray, path: str) -> None:
+        self.env = env
+        self.path = path
+        # mean power over [t_k, t_k+1) held per sample; energy integrated exactly for any step
+        step = np.median(np.diff(ts))
+        self.t0, self.t1 = float(ts[0]), float(ts[-1] + step)
+        edges = np.append(ts, self.t1)
+        self.edges = edges
+        self.cum_wh = np.concatenate(([0.0], np.cumsum(watts * np.diff(edges) / 3600.0)))
+
+    def series(self, start_ts: float, n: int, step_s: float) -> EnvSeries:
+        s = self.env.series(start_ts, n, step_s)
+        a, b = start_ts, start_ts + n * step_s
+        if a < self.t0 - 1 or b > self.t1 + 1:
+
+            def when(t: float) -> str:
+                return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+            raise InputError(
+                f"{self.path} covers {when(self.t0)} to {when(self.t1)}; "
+                f"the simulation needs {when(a)} to {when(b)} (use --start and --days inside it)"
+            )
+        bounds = start_ts + np.arange(n + 1) * step_s
+        e = np.interp(bounds, self.edges, self.cum_wh)
+        load = np.diff(e) * 3600.0 / step_s
+        return EnvSeries(
+            ts=s.ts,
+            step_s=s.step_s,
+            pv_available_w=s.pv_available_w,
+            outdoor_temp_c=s.outdoor_temp_c,
+            base_load_w=load,
+            hot_water_l=s.hot_water_l,
+            ev_home=s.ev_home,
+            ev_trip_wh=s.ev_trip_wh,
+        )
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
 
 
 class OracleOutlook:
@@ -144,7 +238,17 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     step_s = spec.step_s
     n = int(round(spec.days * 86400 / step_s))
     start_ts = local_midnight(spec.start, tz)
-    env = Environment(params, seed=spec.seed)
+    weather = None
+    if spec.weather_file:
+        from .sim.weather import load_tmy3
+
+        try:
+            weather = load_tmy3(spec.weather_file)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{spec.weather_file}: not a readable TMY3 file ({exc})") from exc
+    env = Environment(params, seed=spec.seed, weather=weather)
+    if spec.load_csv:
+        env = _MeasuredLoad(env, *load_power_csv(spec.load_csv), spec.load_csv)
     series = env.series(start_ts, n, step_s)
     imp, exp, periods = tariff.prices(start_ts, n, step_s)
     weekend = np.asarray(
@@ -152,7 +256,7 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     )
     n_plan = int(np.ceil(spec.days * 86400 / PLAN_STEP_S))
     strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan)
-    home = SimHome(params, env, start_ts)
+    home = SimHome(params, getattr(env, "env", env), start_ts)
 
     state = HomeState(
         ts=start_ts,
@@ -173,6 +277,9 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     steps_per_15 = max(1, int(round(900 / step_s)))
     bucket_wh = 0.0
     peak_15_w = 0.0
+    month_peak_w: dict[tuple[int, int], float] = {}  # (year, month) local -> highest 15-min import
+    months = pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz)
+    month_key = list(zip(np.asarray(months.year), np.asarray(months.month), strict=True))
     hvac = params.hvac
     observe = getattr(strategy, "observe", None)
     for i in range(n):
@@ -206,12 +313,16 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
             )
         bucket_wh += r.import_w * h
         if (i + 1) % steps_per_15 == 0:
-            peak_15_w = max(peak_15_w, bucket_wh / (steps_per_15 * h))
+            avg_w = bucket_wh / (steps_per_15 * h)
+            peak_15_w = max(peak_15_w, avg_w)
+            key = month_key[i]
+            month_peak_w[key] = max(month_peak_w.get(key, 0.0), avg_w)
             bucket_wh = 0.0
         state = _state(r, r.ts + r.dt_s)
         if observe is not None:
             observe(state, step_s)
-    cost = import_cost - export_credit
+    demand_charge = tariff.demand_charge_per_kw * sum(month_peak_w.values()) / 1000.0
+    cost = import_cost - export_credit + demand_charge
     self_use_wh = max(0.0, pv_wh - export_wh)
     result = {
         "strategy": spec.strategy,
@@ -223,9 +334,11 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         "cost": round(cost, 2),
         "import_cost": round(import_cost, 2),
         "export_credit": round(export_credit, 2),
+        "demand_charge": round(demand_charge, 2),
         "import_kwh": round(import_wh / 1000, 2),
         "export_kwh": round(export_wh / 1000, 2),
         "pv_kwh": round(pv_wh / 1000, 2),
+        "base_load_kwh": round(float(np.sum(series.base_load_w)) * h / 1000, 2),
         "home_load_kwh": round(load_wh / 1000, 2),
         "ev_kwh": round(ev_wh / 1000, 2),
         "self_consumption_pct": round(100.0 * self_use_wh / pv_wh, 1) if pv_wh > 0 else 0.0,
