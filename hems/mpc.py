@@ -152,6 +152,9 @@ class PlannerStrategy:
         self._next_plan_ts = -math.inf
         self._replan_reason: str | None = "start"
         self._last_plugged: bool | None = None
+        self.on_plan: list[
+            Callable[[Plan, PlanInputs, str], None]
+        ] = []  # e.g. store the plan and its forecast
 
     # -- events ----------------------------------------------------------------------------------
     def request_replan(self, reason: str) -> None:
@@ -216,6 +219,11 @@ class PlannerStrategy:
         self.stats.plans += 1
         self.stats.solve_ms.append(new.build_ms + new.solve_ms)
         self._next_plan_ts = start_ts + self.replan_s
+        for callback in self.on_plan:
+            try:
+                callback(new, inputs, reason)
+            except Exception:  # storing or showing a plan must never stop control
+                log.exception("plan listener failed")
         log.debug("re-planned (%s): cost %.2f, %s in %.1f ms", reason, new.cost, new.status, new.solve_ms)
         return new
 
@@ -287,3 +295,54 @@ class PlannerStrategy:
             heat_setpoint_c=round(heat_sp, 2),
             cool_setpoint_c=round(cool_sp, 2),
         )
+
+
+def plan_to_json(p: Plan, inputs: PlanInputs | None, reason: str = "") -> dict:
+    """The plan as the dashboard and the store keep it: per-step series (rounded), reasons, the forecast used."""
+
+    def r(a, nd=1) -> list:
+        return [round(float(v), nd) for v in a]
+
+    out = {
+        "start_ts": p.start_ts,
+        "step_s": p.step_s,
+        "reason": reason,
+        "status": p.status,
+        "cost": round(p.cost, 4),
+        "solve_ms": round(p.build_ms + p.solve_ms, 2),
+        "penalties": {k: round(v, 4) for k, v in p.penalties.items() if abs(v) > 1e-9},
+        "grid_w": r(p.grid_import_w - p.grid_export_w),
+        "battery_w": r(p.battery_charge_w - p.battery_discharge_w),
+        "battery_soc_pct": r(p.battery_soc_pct, 2),
+        "ev_w": r(p.ev_charge_w - p.ev_discharge_w),
+        "ev_soc_pct": r(p.ev_soc_pct, 2),
+        "hvac_w": r(p.hvac_power_w),
+        "indoor_temp_c": r(p.indoor_temp_c, 2),
+        "water_heater_w": r(p.water_heater_w),
+        "tank_temp_c": r(p.tank_temp_c, 2),
+        "pv_used_w": r(p.pv_used_w),
+        "pv_curtailed_w": r(p.pv_curtailed_w),
+        "reasons": [list(x) for x in p.reasons],
+    }
+    if inputs is not None:
+        out["forecast"] = {
+            "import_price_per_kwh": r(inputs.import_price_per_kwh, 4),
+            "export_price_per_kwh": r(inputs.export_price_per_kwh, 4),
+            "period": list(inputs.period_names or ()),
+            "pv_w": r(inputs.pv_forecast_w),
+            "base_load_w": r(inputs.base_load_forecast_w),
+            "outdoor_temp_c": r(inputs.outdoor_temp_c, 2),
+            "ev_plugged": [bool(v) for v in inputs.ev_plugged],
+            "ev_departure_step": inputs.ev_departure_step,
+            "dr_windows": [
+                {
+                    "event_id": w.event_id,
+                    "start_step": w.start_step,
+                    "end_step": w.end_step,
+                    "import_cap_w": w.import_cap_w,
+                    "shed_w": w.shed_w,
+                }
+                for w in inputs.dr_windows
+            ],
+        }
+    return out

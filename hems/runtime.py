@@ -27,7 +27,7 @@ from .integration import (
 )
 from .livesim import LiveSimHome, parse_sim_start
 from .model import DeviceStatus
-from .mpc import PlannerStrategy
+from .mpc import PlannerStrategy, plan_to_json
 from .recorder import Recorder
 from .rules import NoControlStrategy, RulesStrategy
 from .store import Store
@@ -54,6 +54,7 @@ class Runtime:
         self.web_runner = None
         self.url = ""
         self.dev_peers: list = []
+        self.latest_plan: dict | None = None
 
     @classmethod
     def for_dev(cls, config: Config) -> Runtime:
@@ -71,7 +72,32 @@ class Runtime:
             return NoControlStrategy()
         if name == "rules":
             return RulesStrategy(self.config.tariff, self.config.home)
-        return PlannerStrategy(self.config.tariff, self.config.home, replan_s=self.config.controller.replan_s)
+        strategy = PlannerStrategy(
+            self.config.tariff, self.config.home, replan_s=self.config.controller.replan_s
+        )
+        strategy.on_plan.append(self._store_plan)
+        return strategy
+
+    def _store_plan(self, plan, inputs, reason: str) -> None:
+        """Every plan is kept with the forecast it used: the latest in full, each one as a summary event."""
+        full = plan_to_json(plan, inputs, reason)
+        self.latest_plan = full
+        if self.store is None:
+            return
+        self.store.kv_set("plan.latest", full)
+        self.store.add_event(
+            "plan",
+            {
+                "reason": reason,
+                "status": plan.status,
+                "cost": full["cost"],
+                "solve_ms": full["solve_ms"],
+                "start_ts": plan.start_ts,
+                "first_step_reasons": full["reasons"][0] if full["reasons"] else [],
+            },
+            ts=self.clock.now(),
+            source="planner",
+        )
 
     async def start(self, *, serve_web: bool = True) -> None:
         cfg = self.config

@@ -145,3 +145,40 @@ async def test_a_broken_integration_is_refused_with_its_name(tmp_path):
 
 def test_default_config_is_valid():
     assert Config().integrations == {"sim": {}}
+
+
+async def test_plan_api_and_stored_plan(tmp_path):
+    cfg = parse_config(
+        {
+            "gateway": {"data_dir": str(tmp_path)},
+            "web": {"port": 0},
+            "sim": {"speed": 60, "tick_s": 0.05, "start": "2026-07-07T12:00"},
+            "controller": {"interval_s": 5},
+        }
+    )
+    rt = Runtime.for_dev(cfg)
+    await rt.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(50):
+                async with s.get(rt.url + "/api/plan") as resp:
+                    if resp.status == 200:
+                        plan = await resp.json()
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("no plan within 5 s")
+        assert len(plan["grid_w"]) == 96 and len(plan["reasons"]) == 96
+        assert plan["status"] in ("optimal", "feasible", "time_limit")
+        assert len(plan["forecast"]["pv_w"]) == 96 and plan["forecast"]["period"][0] == "shoulder"
+        assert all(0 <= v <= 100 for v in plan["battery_soc_pct"])
+    finally:
+        await rt.stop()
+    from hems.store import Store
+
+    store = Store(cfg.store_path)
+    try:
+        assert store.kv_get("plan.latest")["start_ts"] == plan["start_ts"] or store.events(kind="plan")
+        assert store.events(kind="plan")[0]["data"]["reason"] == "start"
+    finally:
+        store.close()

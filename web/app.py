@@ -26,6 +26,7 @@ def create_app(runtime) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/live", api_live)
+    app.router.add_get("/api/plan", api_plan)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, show_index=False)
     return app
@@ -38,6 +39,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[RUNTIME].status())
+
+
+async def api_plan(request: web.Request) -> web.Response:
+    """The current plan: per-step setpoints, predicted SOC and temperatures, reasons, and the forecast used."""
+    plan = request.app[RUNTIME].latest_plan
+    if plan is None:
+        return web.json_response(
+            {"error": "no plan yet (strategy is not the planner, or it has not run)"}, status=404
+        )
+    return web.json_response(plan)
 
 
 async def index(request: web.Request) -> web.FileResponse:
