@@ -154,7 +154,8 @@ class Runtime:
             peer = await ep.load()(ctx)
             self.dev_peers.append(peer)
             replaced |= set(peer.replaces)
-            integrations[name] = {**peer.section, **integrations.get(name, {})}
+            # where the peer listens wins over the file: the simulated device dials exactly that
+            integrations[name] = {**integrations.get(name, {}), **peer.section}
             devices.extend(peer.devices)
             log.info(
                 "dev mode: %s served over %s by its simulated peer", ", ".join(sorted(peer.replaces)), name
