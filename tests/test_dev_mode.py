@@ -111,9 +111,14 @@ async def test_runtime_api_and_live_stream(tmp_path):
     await rt.start()
     try:
         async with aiohttp.ClientSession() as s:
-            code, status = await _get_json(s, rt.url + "/api/status")
+            for _ in range(100):  # the Zigbee meter joins the simulated network within a second
+                code, status = await _get_json(s, rt.url + "/api/status")
+                meters = [d for d in status["devices"] if "grid_meter" in d["capabilities"] and d["readings"]]
+                if meters:
+                    break
+                await asyncio.sleep(0.1)
             assert code == 200
-            meter = next(d for d in status["devices"] if "grid_meter" in d["capabilities"])
+            meter = meters[0]
             assert meter["readings"]["grid_power_w"]["unit"] == "W"
             assert status["tariff"]["period"] == "shoulder"  # Tuesday noon, local time
             async with s.ws_connect(rt.url + "/api/live") as ws:
