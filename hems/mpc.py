@@ -43,6 +43,9 @@ from .tariff import Tariff, TariffPoint
 log = logging.getLogger(__name__)
 
 GRID_TRACKING_IMPORT_W = 50.0  # a planned import below this means "the plan intends no import now"
+TRACKING_DISCHARGE_PRICE_SHARE = (
+    0.9  # at >= 90 % of the dearest price ahead, cover surprises from the battery
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class PlannerStrategy:
         time_limit_s: float = 5.0,
         dr_windows: Callable[[float, float, int], tuple[DRWindow, ...]] | None = None,
         planner: Callable[..., Plan] = plan,
+        decision_interval_s: float = 5.0,
     ) -> None:
         self.tariff = tariff
         self.params = params
@@ -145,6 +149,7 @@ class PlannerStrategy:
         self.time_limit_s = time_limit_s
         self.dr_windows = dr_windows
         self._planner = planner  # injectable so tests can make the planner fail
+        self.decision_interval_s = decision_interval_s  # how often decide() is called: duty-cycle resolution
         self.rules = RulesStrategy(tariff, params)
         self.plan: Plan | None = None
         self.inputs: PlanInputs | None = None
@@ -253,23 +258,29 @@ class PlannerStrategy:
         inputs = self.inputs
         planned_batt = float(p.battery_charge_w[k] - p.battery_discharge_w[k])
         battery = planned_batt
+        grid_target = None
+        lo, hi = -b.max_discharge_w, b.max_charge_w
         if p.grid_import_w[k] < GRID_TRACKING_IMPORT_W and inputs is not None:
             # the plan intends no import now: let the battery take the forecast error, holding the grid
-            planned_net = float(p.grid_import_w[k] - p.grid_export_w[k]) - planned_batt
+            grid_target = float(p.grid_import_w[k] - p.grid_export_w[k])
+            planned_net = grid_target - planned_batt
             measured_net = state.home_load_w + state.ev_power_w - state.pv_power_w
             battery = planned_batt - (measured_net - planned_net)
-            if planned_batt >= 0:
-                battery = max(
-                    battery, min(0.0, planned_batt)
-                )  # never discharge in a step planned for charging
-        battery = max(-b.max_discharge_w, min(b.max_charge_w, battery))
+            price = float(inputs.import_price_per_kwh[k])
+            dearest = float(inputs.import_price_per_kwh[k:].max())
+            if planned_batt >= 0 and price < TRACKING_DISCHARGE_PRICE_SHARE * dearest:
+                # a step planned for charging: an unexpected load is cheaper from the grid now than the
+                # stored energy will be later, so the battery does not discharge for it
+                lo = 0.0
+        battery = max(lo, min(hi, battery))
 
         ev_w = float(p.ev_charge_w[k])
         ev_limit = 0.0 if ev_w < ev.charger_min_w / 2 else max(ev.charger_min_w, min(ev.charger_max_w, ev_w))
 
+        # on for the planned share of the step, at the controller's own time resolution
         duty = float(p.water_heater_w[k]) / wh.power_w if wh.power_w > 0 else 0.0
         into_step = state.ts - (p.start_ts + k * p.step_s)
-        heater_on = into_step < duty * p.step_s - 1e-6
+        heater_on = duty * p.step_s - into_step >= self.decision_interval_s / 2
         if state.tank_temp_c is not None and state.tank_temp_c < wh.min_temp_c:
             heater_on = True
 
@@ -294,6 +305,9 @@ class PlannerStrategy:
             hvac_mode="auto",
             heat_setpoint_c=round(heat_sp, 2),
             cool_setpoint_c=round(cool_sp, 2),
+            grid_target_w=grid_target,
+            battery_min_w=lo,
+            battery_max_w=hi,
         )
 
 

@@ -57,6 +57,11 @@ class Decision:
     hvac_mode: str | None = None  # None = leave the thermostat as it is
     heat_setpoint_c: float | None = None
     cool_setpoint_c: float | None = None
+    # When set, the battery holds the grid at grid_target_w within [battery_min_w, battery_max_w]; live, the
+    # controller does this by re-deciding every few seconds; the fast simulation hands it to the physics.
+    grid_target_w: float | None = None
+    battery_min_w: float = -float("inf")
+    battery_max_w: float = float("inf")
 
 
 def price_class(point: TariffPoint, min_price: float, max_price: float) -> str:

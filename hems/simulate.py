@@ -5,8 +5,8 @@ Strategies:
 - ``rules``: the reference home's rule table (``hems.rules``);
 - ``planner``: the model-predictive planner re-planning every 15 min on forecasts learned from what it
   measured (forecast error included);
-- ``optimal``: the perfect-foresight bound: the same planner told the true future (weather, load, hot water,
-  EV trips), committing a day at a time with a 72 h look-ahead.
+- ``optimal``: the perfect-foresight bound (``hems.optimal``): the planning model told the true future
+  (weather, load, hot water, EV trips), committing a day at a time with a 72 h look-ahead.
 
 The controller sees what it would see live: the state measured at the end of the previous step (no
 peeking at the step it decides). Figures are totals over the whole run.
@@ -24,6 +24,7 @@ import pandas as pd
 
 from .forecast import step_index
 from .home import HomeParams
+from .limits import LimitInputs, apply_limits
 from .mpc import Outlook, PlannerStrategy
 from .rules import HomeState, NoControlStrategy, RulesStrategy
 from .sim.environment import Environment, EnvSeries
@@ -33,8 +34,7 @@ from .tariff import Tariff, TariffPoint
 STRATEGIES = ("none", "rules", "planner", "optimal")
 DEFAULT_START = "2026-01-01"
 PLAN_STEP_S = 900.0
-OPTIMAL_HORIZON_STEPS = 288  # 72 h of look-ahead
-OPTIMAL_COMMIT_S = 86400.0  # re-plan once a day
+NO_LIMITS = LimitInputs()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,26 +183,22 @@ class OracleOutlook:
 
 
 def make_strategy(
-    name: str, tariff: Tariff, params: HomeParams, env: Environment, start_ts: float, n_plan: int
+    name: str,
+    tariff: Tariff,
+    params: HomeParams,
+    env: Environment,
+    start_ts: float,
+    n_plan: int,
+    step_s: float,
 ):
     if name == "none":
         return NoControlStrategy()
     if name == "rules":
         return RulesStrategy(tariff, params)
     if name == "planner":
-        s = PlannerStrategy(tariff, params, step_s=PLAN_STEP_S)
+        s = PlannerStrategy(tariff, params, step_s=PLAN_STEP_S, decision_interval_s=step_s)
         s.outlook.pv.precompute(start_ts, n_plan + s.horizon_steps, PLAN_STEP_S)
         return s
-    if name == "optimal":
-        truth = env.series(start_ts, n_plan + OPTIMAL_HORIZON_STEPS, PLAN_STEP_S)
-        return PlannerStrategy(
-            tariff,
-            params,
-            outlook=OracleOutlook(params, truth),
-            horizon_steps=OPTIMAL_HORIZON_STEPS,
-            step_s=PLAN_STEP_S,
-            replan_s=OPTIMAL_COMMIT_S,
-        )
     raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
 
 
@@ -249,13 +245,26 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     env = Environment(params, seed=spec.seed, weather=weather)
     if spec.load_csv:
         env = _MeasuredLoad(env, *load_power_csv(spec.load_csv), spec.load_csv)
+    if spec.strategy == "optimal":  # a bound computed in the planning model, not a run of the simulated home
+        from .optimal import optimal_bound
+
+        bound = optimal_bound(params, tariff, env, start_ts, spec.days)
+        return {
+            "strategy": "optimal",
+            "days": spec.days,
+            "start": spec.start,
+            "seed": spec.seed,
+            "step_s": 900.0,
+            "currency": tariff.currency,
+            **bound,
+        }
     series = env.series(start_ts, n, step_s)
     imp, exp, periods = tariff.prices(start_ts, n, step_s)
     weekend = np.asarray(
         pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).day_of_week >= 5
     )
     n_plan = int(np.ceil(spec.days * 86400 / PLAN_STEP_S))
-    strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan)
+    strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan, step_s)
     home = SimHome(params, getattr(env, "env", env), start_ts)
 
     state = HomeState(
@@ -285,6 +294,8 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     for i in range(n):
         point = TariffPoint(periods[i], float(imp[i]), float(exp[i]))
         d = strategy.decide(state, point, bool(weekend[i]))
+        if spec.strategy != "none":  # the same limits as live (service limit, reserve)
+            d = apply_limits(d, state, params, NO_LIMITS)
         controls = Controls(
             battery_charge_power_w=d.battery_charge_power_w,
             pv_limit_w=d.pv_limit_w,
@@ -293,6 +304,9 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
             hvac_mode=d.hvac_mode or "auto",
             heat_setpoint_c=d.heat_setpoint_c,
             cool_setpoint_c=d.cool_setpoint_c,
+            battery_grid_target_w=d.grid_target_w,
+            battery_min_w=d.battery_min_w,
+            battery_max_w=d.battery_max_w,
         )
         r = home.step(step_s, controls, series.sample(i))
         import_wh += r.import_w * h

@@ -111,7 +111,9 @@ class PlannerSettings:
     ev_v2h_floor_pct: float = 40.0  # V2H never takes the EV below this (or its current SOC if lower)
     terminal_value_per_kwh: float | None = None  # value of a kWh left in the battery at the horizon end;
     # None = min import price of the horizon x discharge efficiency (what it saves later at worst)
-    tank_max_above_setpoint_c: float = 5.0  # hard tank maximum = setpoint + this (pre-heating headroom)
+    tank_max_above_setpoint_c: float = (
+        0.0  # hard tank maximum = setpoint + this: a relay cannot heat past the heater's thermostat
+    )
     ev_late_cost_per_kwh: float = (
         2e-4  # tie-breaker: at equal prices charge the EV sooner (up to this at the end)
     )

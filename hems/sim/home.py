@@ -31,6 +31,11 @@ class Controls:
     hvac_mode: str = "auto"  # off | heat | cool | auto
     heat_setpoint_c: float | None = None  # None = HVACParams default
     cool_setpoint_c: float | None = None
+    # Grid following: the battery holds the grid at this power (+ import) within [min, max] of its own power,
+    # as the gateway's seconds-fast control loop does live; it overrides battery_charge_power_w when set.
+    battery_grid_target_w: float | None = None
+    battery_min_w: float = -float("inf")
+    battery_max_w: float = float("inf")
 
     def __post_init__(self) -> None:
         if self.hvac_mode not in HVAC_MODES:
@@ -233,7 +238,10 @@ class SimHome:
         ev = self.ev
         ev_w = ev.step(dt, c.ev_power_limit_w)
         home_w = base_w + hvac_w + wh_w
-        if c.battery_charge_power_w is None:
+        if c.battery_grid_target_w is not None:
+            want = c.battery_grid_target_w - (home_w + ev_w - pv)
+            bat_w = self.battery.step(dt, min(c.battery_max_w, max(c.battery_min_w, want)))
+        elif c.battery_charge_power_w is None:
             bat_w = self.battery.self_consumption(dt, home_w + ev_w - pv)
         else:
             bat_w = self.battery.step(dt, c.battery_charge_power_w)
