@@ -122,13 +122,13 @@ class Controller:
         params: HomeParams,
         *,
         interval_s: float = 5.0,
-        dr_limit: Callable[[float], tuple[float | None, str]] | None = None,
+        dr_limit: Callable[[float], tuple] | None = None,
     ) -> None:
         self.bus = bus
         self.strategy = strategy
         self.params = params
         self.interval_s = interval_s
-        self.dr_limit = dr_limit  # now -> (import cap W or None, event id)
+        self.dr_limit = dr_limit  # now -> (import cap W or None, event ids, SIMPLE level response or None)
         self._last_ts: float | None = None
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
@@ -144,8 +144,10 @@ class Controller:
         self._last_ts = state.ts
         decision = self.strategy.decide(state)
         if self.strategy.name != "none":
-            cap, event_id = self.dr_limit(state.ts) if self.dr_limit else (None, "")
-            limits = LimitInputs(ground_fault=ground_fault(self.bus), dr_import_cap_w=cap, dr_event=event_id)
+            cap, event_id, level = self.dr_limit(state.ts) if self.dr_limit else (None, "", None)
+            limits = LimitInputs(
+                ground_fault=ground_fault(self.bus), dr_import_cap_w=cap, dr_event=event_id, dr_level=level
+            )
             decision = apply_limits(decision, state, self.params, limits)
         self.status.decision = decision
         self.status.ts = state.ts

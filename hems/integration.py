@@ -26,6 +26,7 @@ from .clock import Clock
 from .config import Config, ConfigError
 
 if TYPE_CHECKING:
+    from .dr import DRManager
     from .livesim import LiveSimHome
     from .store import Store
 
@@ -53,6 +54,7 @@ class IntegrationContext:
     devices: list[dict[str, Any]] = field(default_factory=list)  # [[devices]] entries of this type
     store: Store | None = None
     sim: LiveSimHome | None = None  # the simulated home, in dev mode
+    dr: DRManager | None = None  # the one DR event lifecycle every DR source feeds
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("integrations"))
 
     def option(self, key: str, default: Any, kind: type | tuple[type, ...], allowed: str = "") -> Any:

@@ -6,7 +6,8 @@ hold when the planner is late, has failed, or was never started.
 
 1. Safety interlock: a ground fault reported by any device turns PV and EV charging off.
 2. Service limit: planned import stays within the main panel's rating (EV first, then battery charging).
-3. DR: an active import cap (or baseline − shed) is held by pausing the EV, deferring the water heater,
+3. DR: a SIMPLE level's default response (EV paused, water heater off, HVAC set back, battery covering the
+   home), then an active import cap (or baseline − shed) held by pausing the EV, deferring the water heater,
    stopping battery charging and, if still above, discharging the battery.
 4. Battery reserve: outside DR events the battery is not discharged below the homeowner's reserve.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .dr import LevelResponse
 from .home import HomeParams
 from .rules import Decision, HomeState, limit_to_service
 
@@ -24,6 +26,7 @@ class LimitInputs:
     ground_fault: bool = False
     dr_import_cap_w: float | None = None  # the tightest active DR import limit, W
     dr_event: str = ""  # id of the event setting it, for the reasons
+    dr_level: LevelResponse | None = None  # the default response of a SIMPLE level event in force
 
 
 def projected_import_w(d: Decision, s: HomeState, params: HomeParams) -> float:
@@ -52,7 +55,27 @@ def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInp
     if d is not before:
         reasons = list(d.reasons)
 
-    # 3. DR import cap
+    # 3. DR: the level's default response, then the import cap
+    level = limits.dr_level
+    if level is not None and level.level > 0:
+        if level.ev_paused and s.ev_plugged:
+            d = replace(d, ev_power_limit_w=0.0)
+        if level.water_heater_off or level.all_sheddable_off:
+            d = replace(d, water_heater_enabled=False)
+        if level.hvac_setback_c > 0:
+            hvac = params.hvac
+            cool = (
+                d.cool_setpoint_c if d.cool_setpoint_c is not None else hvac.cool_setpoint_c
+            ) + level.hvac_setback_c
+            heat = (
+                d.heat_setpoint_c if d.heat_setpoint_c is not None else hvac.heat_setpoint_c
+            ) - level.hvac_setback_c
+            d = replace(d, cool_setpoint_c=round(cool, 2), heat_setpoint_c=round(heat, 2))
+        if level.battery_discharge and s.battery_soc_pct > b.min_soc_pct:
+            cover = -max(0.0, projected_import_w(replace(d, battery_charge_power_w=0.0), s, params))
+            current = d.battery_charge_power_w if d.battery_charge_power_w is not None else 0.0
+            d = replace(d, battery_charge_power_w=max(-b.max_discharge_w, min(current, cover)))
+        reasons.append(f"DR level {level.level} ({level.name}): {level.description.split(': ', 1)[-1]}")
     cap = limits.dr_import_cap_w
     if cap is not None and projected_import_w(d, s, params) > cap:
         label = f"DR event {limits.dr_event}: import held under {cap / 1000:.1f} kW".replace(
@@ -70,7 +93,8 @@ def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInp
         reasons.append(label)
 
     # 4. battery reserve (a DR event may go below it: that is what the reserve is for)
-    if cap is None and s.battery_soc_pct <= b.reserve_soc_pct:
+    in_dr = cap is not None or (level is not None and level.level > 0)
+    if not in_dr and s.battery_soc_pct <= b.reserve_soc_pct:
         battery = d.battery_charge_power_w
         if battery is None or battery < 0:
             d = replace(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .dr import DRManager
 from .forecast import (
     LoadForecaster,
     PVForecaster,
@@ -135,7 +136,7 @@ class PlannerStrategy:
         replan_s: float = 900.0,
         settings: PlannerSettings | None = None,
         time_limit_s: float = 5.0,
-        dr_windows: Callable[[float, float, int], tuple[DRWindow, ...]] | None = None,
+        dr: DRManager | None = None,
         planner: Callable[..., Plan] = plan,
         decision_interval_s: float = 5.0,
     ) -> None:
@@ -147,7 +148,8 @@ class PlannerStrategy:
         self.replan_s = replan_s
         self.settings = settings or PlannerSettings()
         self.time_limit_s = time_limit_s
-        self.dr_windows = dr_windows
+        self.dr = dr
+        self._no_event: tuple[float, float, np.ndarray] | None = None  # the last plan made with no DR event
         self._planner = planner  # injectable so tests can make the planner fail
         self.decision_interval_s = decision_interval_s  # how often decide() is called: duty-cycle resolution
         self.rules = RulesStrategy(tariff, params)
@@ -176,11 +178,27 @@ class PlannerStrategy:
         imp, exp, names = self.tariff.prices(start_ts, n, step_s)
         o = self.outlook.outlook(state, start_ts, n, step_s)
         hvac = self.params.hvac
-        windows = self.dr_windows(start_ts, step_s, n) if self.dr_windows else ()
+        imp = np.asarray(imp, dtype=float)
+        comfort_min = np.full(n, hvac.comfort_min_c)
+        comfort_max = np.full(n, hvac.comfort_max_c)
+        windows: tuple[DRWindow, ...] = ()
+        if self.dr is not None:
+            windows = self.dr.planner_windows(
+                start_ts, step_s, n, forecast_w=self._no_event_forecast(start_ts, n)
+            )
+            dr_price = self.dr.prices(start_ts, step_s, n)
+            if dr_price is not None:  # a price event replaces the tariff where it applies
+                imp = np.where(np.isnan(dr_price), imp, dr_price)
+            mids = start_ts + (np.arange(n) + 0.5) * step_s
+            for k, t in enumerate(mids):  # SIMPLE levels set the comfort band back during the event
+                level = self.dr.level_in_force(float(t))
+                if level is not None and level.hvac_setback_c > 0:
+                    comfort_min[k] -= level.hvac_setback_c
+                    comfort_max[k] += level.hvac_setback_c
         return PlanInputs(
             start_ts=start_ts,
             step_s=step_s,
-            import_price_per_kwh=np.asarray(imp, dtype=float),
+            import_price_per_kwh=imp,
             export_price_per_kwh=np.asarray(exp, dtype=float),
             period_names=tuple(names),
             pv_forecast_w=o.pv_w,
@@ -196,8 +214,8 @@ class PlannerStrategy:
             tank_temp_c=state.tank_temp_c
             if state.tank_temp_c is not None
             else self.params.water_heater.setpoint_c,
-            comfort_min_c=np.full(n, hvac.comfort_min_c),
-            comfort_max_c=np.full(n, hvac.comfort_max_c),
+            comfort_min_c=comfort_min,
+            comfort_max_c=comfort_max,
             dr_windows=tuple(windows),
             allow_ev_v2h=self.params.ev.v2h,
         )
@@ -222,6 +240,11 @@ class PlannerStrategy:
             return None
         self.plan, self.inputs = new, inputs
         self.stats.plans += 1
+        if not inputs.dr_windows:  # what the home would import with no event: the baseline's companion
+            grid = np.asarray(new.grid_import_w - new.grid_export_w, dtype=float)
+            self._no_event = (start_ts, self.step_s, grid)
+            if self.dr is not None:
+                self.dr.note_forecast(start_ts, self.step_s, grid)
         self.stats.solve_ms.append(new.build_ms + new.solve_ms)
         self._next_plan_ts = start_ts + self.replan_s
         for callback in self.on_plan:
@@ -231,6 +254,19 @@ class PlannerStrategy:
                 log.exception("plan listener failed")
         log.debug("re-planned (%s): cost %.2f, %s in %.1f ms", reason, new.cost, new.status, new.solve_ms)
         return new
+
+    def _no_event_forecast(self, start_ts: float, n: int) -> np.ndarray | None:
+        """The last no-event plan's grid import, shifted onto this horizon (None when it does not cover it)."""
+        if self._no_event is None:
+            return None
+        t0, step, grid = self._no_event
+        k0 = int(round((start_ts - t0) / step))
+        if step != self.step_s or k0 < 0 or k0 >= len(grid):
+            return None
+        out = np.full(n, float(grid[-1]))
+        seg = grid[k0 : k0 + n]
+        out[: len(seg)] = seg
+        return np.maximum(out, 0.0)
 
     # -- following the plan ----------------------------------------------------------------------
     def decide(

@@ -17,6 +17,7 @@ from .bus import Bus
 from .clock import Clock, RealClock, SimClock
 from .config import Config
 from .controller import Controller
+from .dr import DRManager
 from .integration import (
     DEV_PEER_GROUP,
     DevPeerContext,
@@ -33,6 +34,10 @@ from .rules import NoControlStrategy, RulesStrategy
 from .store import Store
 
 log = logging.getLogger("hems")
+
+
+def _noop(*args) -> None:
+    return None
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Runtime:
         self.url = ""
         self.dev_peers: list = []
         self.latest_plan: dict | None = None
+        self.dr: DRManager | None = None
 
     @classmethod
     def for_dev(cls, config: Config) -> Runtime:
@@ -73,10 +79,17 @@ class Runtime:
         if name == "rules":
             return RulesStrategy(self.config.tariff, self.config.home)
         strategy = PlannerStrategy(
-            self.config.tariff, self.config.home, replan_s=self.config.controller.replan_s
+            self.config.tariff, self.config.home, replan_s=self.config.controller.replan_s, dr=self.dr
         )
         strategy.on_plan.append(self._store_plan)
         return strategy
+
+    def _dr_limit(self, now: float) -> tuple[float | None, str, object]:
+        """The controller's DR inputs: the tightest import cap, the events setting it, the SIMPLE level response."""
+        if self.dr is None:
+            return None, "", None
+        events = ",".join(e.event_id for e in self.dr.in_force(now))
+        return self.dr.controller_limit_w(now), events, self.dr.level_in_force(now)
 
     def _store_plan(self, plan, inputs, reason: str) -> None:
         """Every plan is kept with the forecast it used: the latest in full, each one as a summary event."""
@@ -107,6 +120,8 @@ class Runtime:
             rollup_1m_retention_days=cfg.store.rollup_1m_retention_days,
         )
         self.recorder = Recorder(self.bus, self.store)
+        self.dr = DRManager(self.store, clock=self.clock, timezone=cfg.home.site.timezone)
+        self.dr.start()
         if self.dev:
             self.sim = LiveSimHome(cfg.home, self.clock, seed=cfg.sim.seed, tick_s=cfg.sim.tick_s)
             cfg = self.config = await self._start_dev_peers(cfg)
@@ -121,6 +136,7 @@ class Runtime:
                 devices=cfg.devices_of(name),
                 store=self.store,
                 sim=self.sim,
+                dr=self.dr,
                 log=logging.getLogger(f"integrations.{name}"),
             )
             integration = factory(ctx)
@@ -130,8 +146,12 @@ class Runtime:
         if self.sim is not None:
             self.sim.start()
         self.recorder.start()
+        strategy = self.strategy()
+        self.dr.on_change(
+            lambda ev, notice: getattr(strategy, "request_replan", _noop)(f"DR {notice}: {ev.key}")
+        )
         self.controller = Controller(
-            self.bus, self.strategy(), cfg.home, interval_s=cfg.controller.interval_s
+            self.bus, strategy, cfg.home, interval_s=cfg.controller.interval_s, dr_limit=self._dr_limit
         )
         self.controller.start()
         if serve_web:
@@ -195,6 +215,8 @@ class Runtime:
                 await peer.stop()
             except Exception:
                 log.exception("simulated peer failed to stop cleanly")
+        if self.dr is not None:
+            await self.dr.stop()
         if self.recorder is not None:
             await self.recorder.stop()
         if self.store is not None:
@@ -249,6 +271,7 @@ class Runtime:
                 "currency": self.config.tariff.currency,
             },
             "controller": self.controller.status.to_json() if self.controller else None,
+            "dr_events": [e.to_json() for e in self.dr.events(include_terminal=False)] if self.dr else [],
             "devices": devices,
         }
 

@@ -113,7 +113,7 @@ async def test_controller_holds_limits_when_the_planner_fails():
         raise PlannerError("HiGHS: time limit reached with no solution")
 
     strategy = PlannerStrategy(Tariff.default(), P, planner=broken_planner)
-    controller = Controller(bus, strategy, P, dr_limit=lambda now: (1500.0, "evt-1"))
+    controller = Controller(bus, strategy, P, dr_limit=lambda now: (1500.0, "evt-1", None))
     decision = await controller.step()
     assert strategy.stats.failures == 1
     assert any("rule table in charge" in r for r in decision.reasons)

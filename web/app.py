@@ -27,6 +27,8 @@ def create_app(runtime) -> web.Application:
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/live", api_live)
     app.router.add_get("/api/plan", api_plan)
+    app.router.add_get("/api/dr", api_dr_events)
+    app.router.add_post("/api/dr/{key}/opt-out", api_dr_opt_out)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, show_index=False)
     return app
@@ -49,6 +51,33 @@ async def api_plan(request: web.Request) -> web.Response:
             {"error": "no plan yet (strategy is not the planner, or it has not run)"}, status=404
         )
     return web.json_response(plan)
+
+
+async def api_dr_events(request: web.Request) -> web.Response:
+    """Every DR event the gateway knows, current version, newest last, with its report once made."""
+    dr = request.app[RUNTIME].dr
+    return web.json_response({"events": [e.to_json() for e in dr.events()] if dr else []})
+
+
+async def api_dr_opt_out(request: web.Request) -> web.Response:
+    """The homeowner opts out of an event; the source (utility, meter, aggregator) is told."""
+    dr = request.app[RUNTIME].dr
+    key = request.match_info["key"]
+    if dr is None or dr.get(key) is None:
+        return web.json_response({"error": f"no DR event {key!r}"}, status=404)
+    reason = "homeowner opted out"
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": 'body must be JSON, e.g. {"reason": "..."}'}, status=400)
+        if isinstance(body, dict) and isinstance(body.get("reason"), str):
+            reason = body["reason"][:200]
+    try:
+        event = await dr.opt_out(key, reason)
+    except ValueError as exc:  # already over, or not opt-out-able
+        return web.json_response({"error": str(exc)}, status=409)
+    return web.json_response(event.to_json())
 
 
 async def index(request: web.Request) -> web.FileResponse:
