@@ -808,6 +808,11 @@ class ZigbeeIntegration:
         self.on_price: Callable[[ev.PriceEvent], Any] = self._default_price_handler
         self.on_message: Callable[[ev.UtilityMessage], Any] = self._default_message_handler
         self.drlc_events: dict[int, _DrlcRecord] = {}
+        self.dr_bridge = None
+        if ctx.dr is not None:  # the meter's load-control events join the gateway's one DR lifecycle
+            from .drbridge import ZigbeeDRBridge
+
+            self.dr_bridge = ZigbeeDRBridge(self, ctx.dr)
         self.price: ev.PriceEvent | None = None
         self.messages: dict[int, ev.UtilityMessage] = {}
         self._se_listeners: dict[str, tuple[ZigbeeDevice, Callable[[], None]]] = {}

@@ -91,6 +91,7 @@ class Env:
     devices: list[dict[str, Any]] = field(default_factory=list)
     integrations: list[ZigbeeIntegration] = field(default_factory=list)
     frames: list[tuple[str, AirFrame]] = field(default_factory=list)
+    dr: Any = None  # a hems.dr.DRManager when a test wires the DR lifecycle
 
     def integration(self, **section: Any) -> ZigbeeIntegration:
         config = Config(gateway=GatewayConfig(data_dir=str(self.tmp_path)))
@@ -101,6 +102,7 @@ class Env:
             config=config,
             section={**self.section, **section},
             devices=self.devices,
+            dr=self.dr,
         )
         zigbee = ZigbeeIntegration(ctx)
         self.integrations.append(zigbee)
