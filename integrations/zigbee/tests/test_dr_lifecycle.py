@@ -43,10 +43,7 @@ async def test_drlc_event_becomes_a_core_event_and_is_answered(env):
     await env.dr.opt_out("zigbee:77", "homeowner")
     await env.dr.drain()
     await wait_for(lambda: len(meter.drlc.reports) >= 3, what="opted out")
-    assert meter.drlc.reports[-1].event_status in (
-        ES.User_Chose_To_Opt_Out,
-        ES.Event_Partially_Completed_With_User_Opt_Out,
-    )
+    assert meter.drlc.reports[-1].event_status == ES.User_Opted_Out
     store.close()
 
 
