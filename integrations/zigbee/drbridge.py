@@ -1,10 +1,13 @@
-"""Zigbee DRLC events from the meter become core DR events, and the lifecycle is answered back.
+"""Zigbee DRLC events and prices from the meter become core DR events, and the lifecycle is answered back.
 
 A LoadControlEvent is mapped onto one ``DREvent`` (source "zigbee"): its criticality onto an OpenADR-like
 SIMPLE level (the core's default responses), an average load adjustment (e.g. -30 %) onto a shed against
 the event's baseline, and set points and offsets are kept in the event's reference for the record. The
 core's notices (started, completed, cancelled, opted out, superseded) go back to the meter as Report Event
 Status through zigpy; "received" the integration already sends on arrival.
+
+A PublishPrice for energy (per kWh) becomes a price event ("price-<id>") in the same lifecycle: the planner
+then plans on the utility's price for that period instead of the configured tariff (``DRManager.prices``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,26 @@ class ZigbeeDRBridge:
         self.dr = dr
         dr.register_responder(SOURCE, self)
         integration.on_drlc_event = self.on_drlc
+        integration.on_price = self.on_price
+
+    async def on_price(self, price: ev.PriceEvent) -> None:
+        if not price.per_kwh:
+            log.info("zigbee: price %s is not per kWh (unit %d): not used for planning", price.rate_label,
+                     price.unit_of_measure)
+            return
+        now = self.integration.ctx.clock.now()
+        duration_s = 86400.0 if price.duration_min is None else 60.0 * price.duration_min  # "until changed": a day
+        await self.dr.receive(
+            DREvent(
+                source=SOURCE,
+                event_id=f"price-{price.issuer_event_id}",
+                start_ts=now if price.start_ts == 0 else price.start_ts,
+                duration_s=duration_s,
+                price_per_kwh=float(price.price),
+                received_ts=now,
+                source_ref={"meter": price.source, "rate_label": price.rate_label, "tier": price.price_tier},
+            )
+        )
 
     async def on_drlc(self, item: ev.DRLCEvent | ev.DRLCCancel) -> None:
         now = self.integration.ctx.clock.now()

@@ -66,3 +66,16 @@ async def test_cancel_from_the_meter_cancels_the_core_event(env):
     meter.drlc.cancel(78)
     await wait_for(lambda: env.dr.get("zigbee:78").state is DRState.CANCELLED, what="the cancellation")
     store.close()
+
+
+async def test_published_price_reaches_the_planner_as_a_price_event(env):
+    store = Store(":memory:")
+    env.dr = DRManager(store, clock=env.clock, timezone="America/Los_Angeles", seed=1)
+    await env.start()
+    env.home.meter.publish_price(0.61234, now=START_TS, issuer_event_id=9, start_ts=START_TS, duration_min=120)
+    event = await wait_for(lambda: env.dr.get("zigbee:price-9"), what="the price event")
+    assert event.price_per_kwh == 0.61234 and event.duration_s == 7200.0
+    prices = env.dr.prices(START_TS, 900.0, 12)
+    assert list(prices[:8]) == [0.61234] * 8  # the two hours the utility priced
+    assert all(p != p for p in prices[8:])  # NaN: the tariff applies again
+    store.close()
