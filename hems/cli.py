@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--tariff", metavar="FILE", help="a TOML tariff file (TOU by season, export, demand charge)"
     )
+    sim.add_argument(
+        "--dr-event",
+        action="append",
+        default=[],
+        metavar="START,HOURS,CAP_KW",
+        help="a utility DR event (import cap), e.g. 2026-07-07T17:00,2,2.5; repeatable",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object")
 
     peer = sub.add_parser("sim", help="run one protocol's simulated device standalone: hems sim NAME --help")
@@ -155,7 +162,7 @@ def _dev(args) -> int:
 
 
 def _simulate(args) -> int:
-    from .simulate import SimulationSpec, simulate
+    from .simulate import SimulationSpec, parse_dr_event, simulate
 
     config = load_config(args.config)
     if args.tariff:
@@ -180,6 +187,7 @@ def _simulate(args) -> int:
             step_s=args.step,
             load_csv=args.load_csv,
             weather_file=args.weather,
+            dr_events=tuple(parse_dr_event(e, config.home.site.timezone) for e in args.dr_event),
         )
         result = simulate(config.home, config.tariff, spec)
     except ValueError as exc:

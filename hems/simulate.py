@@ -46,6 +46,56 @@ class SimulationSpec:
     step_s: float = 300.0
     load_csv: str | None = None  # measured household power replaces the simulated base load
     weather_file: str | None = None  # a TMY3 file replaces the synthetic weather
+    dr_events: tuple[tuple[float, float, float], ...] = ()  # (start ts, duration s, import cap W)
+
+
+class FixedDREvents:
+    """Utility DR events known in advance (``--dr-event``), offered to the planner and the limits like the
+    live DR lifecycle does: an import cap over a window."""
+
+    def __init__(self, events: tuple[tuple[float, float, float], ...]) -> None:
+        self.events = events
+
+    def cap_at(self, ts: float) -> float | None:
+        caps = [cap for start, dur, cap in self.events if start <= ts < start + dur]
+        return min(caps) if caps else None
+
+    def planner_windows(self, start_ts: float, step_s: float, n_steps: int, forecast_w=None) -> tuple:
+        from .planner.types import DRWindow
+
+        out = []
+        for i, (start, dur, cap) in enumerate(self.events):
+            k0 = max(0, int(np.floor((start - start_ts) / step_s)))
+            k1 = min(n_steps, int(np.ceil((start + dur - start_ts) / step_s)))
+            if k0 < k1:
+                out.append(DRWindow(k0, k1, import_cap_w=cap, event_id=f"sim-{i + 1}"))
+        return tuple(out)
+
+    def prices(self, start_ts: float, step_s: float, n_steps: int):
+        return None
+
+    def level_in_force(self, ts: float | None = None):
+        return None
+
+    def note_forecast(self, *args) -> None:
+        return None
+
+
+def parse_dr_event(text: str, timezone: str) -> tuple[float, float, float]:
+    """``START,HOURS,CAP_KW`` with START a local ISO date/time, e.g. ``2026-07-07T17:00,2,2.5``."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise InputError(f"--dr-event {text!r}: expected START,HOURS,CAP_KW such as 2026-07-07T17:00,2,2.5")
+    try:
+        start = datetime.fromisoformat(parts[0])
+        hours, cap_kw = float(parts[1]), float(parts[2])
+    except ValueError as exc:
+        raise InputError(f"--dr-event {text!r}: {exc}") from None
+    if hours <= 0 or cap_kw < 0:
+        raise InputError(f"--dr-event {text!r}: hours must be > 0 and the cap >= 0 kW")
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=ZoneInfo(timezone))
+    return start.timestamp(), hours * 3600.0, cap_kw * 1000.0
 
 
 class InputError(ValueError):
@@ -190,13 +240,14 @@ def make_strategy(
     start_ts: float,
     n_plan: int,
     step_s: float,
+    dr: FixedDREvents | None = None,
 ):
     if name == "none":
         return NoControlStrategy()
     if name == "rules":
         return RulesStrategy(tariff, params)
     if name == "planner":
-        s = PlannerStrategy(tariff, params, step_s=PLAN_STEP_S, decision_interval_s=step_s)
+        s = PlannerStrategy(tariff, params, step_s=PLAN_STEP_S, decision_interval_s=step_s, dr=dr)
         s.outlook.pv.precompute(start_ts, n_plan + s.horizon_steps, PLAN_STEP_S)
         return s
     raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
@@ -264,7 +315,10 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         pd.DatetimeIndex(pd.to_datetime(series.ts, unit="s", utc=True)).tz_convert(tz).day_of_week >= 5
     )
     n_plan = int(np.ceil(spec.days * 86400 / PLAN_STEP_S))
-    strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan, step_s)
+    dr = FixedDREvents(spec.dr_events) if spec.dr_events else None
+    strategy = make_strategy(spec.strategy, tariff, params, env, start_ts, n_plan, step_s, dr)
+    dr_intervals = dr_met = 0
+    dr_bucket_cap: float | None = None
     home = SimHome(params, getattr(env, "env", env), start_ts)
 
     state = HomeState(
@@ -294,8 +348,11 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
     for i in range(n):
         point = TariffPoint(periods[i], float(imp[i]), float(exp[i]))
         d = strategy.decide(state, point, bool(weekend[i]))
-        if spec.strategy != "none":  # the same limits as live (service limit, reserve)
-            d = apply_limits(d, state, params, NO_LIMITS)
+        cap = dr.cap_at(state.ts) if dr else None
+        if spec.strategy != "none":  # the same limits as live (service limit, DR caps, reserve)
+            d = apply_limits(d, state, params, NO_LIMITS if cap is None else LimitInputs(dr_import_cap_w=cap))
+        if i % steps_per_15 == 0:
+            dr_bucket_cap = cap
         controls = Controls(
             battery_charge_power_w=d.battery_charge_power_w,
             pv_limit_w=d.pv_limit_w,
@@ -331,6 +388,9 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
             peak_15_w = max(peak_15_w, avg_w)
             key = month_key[i]
             month_peak_w[key] = max(month_peak_w.get(key, 0.0), avg_w)
+            if dr_bucket_cap is not None:  # DR is verified on 15-min interval averages
+                dr_intervals += 1
+                dr_met += avg_w <= dr_bucket_cap * 1.01 + 10.0
             bucket_wh = 0.0
         state = _state(r, r.ts + r.dt_s)
         if observe is not None:
@@ -360,6 +420,8 @@ def simulate(params: HomeParams, tariff: Tariff, spec: SimulationSpec) -> dict:
         "battery_cycles": round(batt_throughput_wh / 2 / params.battery.capacity_wh, 2),
         "comfort_degree_hours": round(comfort_dh, 2),
         "ev_missed_kwh": round(ev_missed_wh / 1000, 2),
+        "dr_intervals": dr_intervals,
+        "dr_compliance_pct": round(100.0 * dr_met / dr_intervals, 1) if dr_intervals else None,
         "final_battery_soc_pct": round(home.battery_soc_pct, 1),
         "final_ev_soc_pct": round(home.ev_soc_pct, 1),
     }

@@ -64,3 +64,14 @@ def test_tariff_file_with_demand_charge(tmp_path, capsys):
     run(capsys, "--days", "2", "--strategy", "rules", "--tariff", str(seasonal))
     assert main(["simulate", "--tariff", str(tmp_path / "missing.toml")]) == 2
     assert "--tariff" in capsys.readouterr().err
+
+
+def test_dr_events_are_honoured_and_compliance_reported(capsys):
+    events = ["--dr-event", "2026-07-07T17:00,2,1.0", "--dr-event", "2026-07-08T23:00,1,2"]
+    none = run(capsys, "--days", "3", "--start", "2026-07-06", "--strategy", "none", *events)
+    planner = run(capsys, "--days", "3", "--start", "2026-07-06", "--strategy", "planner", *events)
+    assert none["dr_intervals"] == planner["dr_intervals"] == 12  # 3 h of 15-min intervals
+    assert planner["dr_compliance_pct"] == 100.0
+    assert none["dr_compliance_pct"] < 100.0  # the EV charges into the 23:00 event without a gateway
+    assert main(["simulate", "--dr-event", "tomorrow,2,1"]) == 2
+    assert "--dr-event 'tomorrow,2,1'" in capsys.readouterr().err

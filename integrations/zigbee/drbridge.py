@@ -75,11 +75,16 @@ class ZigbeeDRBridge:
 
     async def on_price(self, price: ev.PriceEvent) -> None:
         if not price.per_kwh:
-            log.info("zigbee: price %s is not per kWh (unit %d): not used for planning", price.rate_label,
-                     price.unit_of_measure)
+            log.info(
+                "zigbee: price %s is not per kWh (unit %d): not used for planning",
+                price.rate_label,
+                price.unit_of_measure,
+            )
             return
         now = self.integration.ctx.clock.now()
-        duration_s = 86400.0 if price.duration_min is None else 60.0 * price.duration_min  # "until changed": a day
+        duration_s = (
+            86400.0 if price.duration_min is None else 60.0 * price.duration_min
+        )  # "until changed": a day
         await self.dr.receive(
             DREvent(
                 source=SOURCE,

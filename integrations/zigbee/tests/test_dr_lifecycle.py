@@ -72,7 +72,9 @@ async def test_published_price_reaches_the_planner_as_a_price_event(env):
     store = Store(":memory:")
     env.dr = DRManager(store, clock=env.clock, timezone="America/Los_Angeles", seed=1)
     await env.start()
-    env.home.meter.publish_price(0.61234, now=START_TS, issuer_event_id=9, start_ts=START_TS, duration_min=120)
+    env.home.meter.publish_price(
+        0.61234, now=START_TS, issuer_event_id=9, start_ts=START_TS, duration_min=120
+    )
     event = await wait_for(lambda: env.dr.get("zigbee:price-9"), what="the price event")
     assert event.price_per_kwh == 0.61234 and event.duration_s == 7200.0
     prices = env.dr.prices(START_TS, 900.0, 12)
