@@ -130,6 +130,7 @@ class Controller:
         self.interval_s = interval_s
         self.dr_limit = dr_limit  # now -> (import cap W or None, event ids, SIMPLE level response or None)
         self._last_ts: float | None = None
+        self._poked = asyncio.Event()
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
         self._refused: set[tuple[str, str]] = set()
@@ -199,7 +200,22 @@ class Controller:
                 if repr(exc) != last_error:  # a repeating failure is logged once, not every cycle
                     log.exception("controller cycle failed")
                     last_error = repr(exc)
-            await self.bus.clock.sleep(self.interval_s)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Wait one interval, or less when poked (a DR event must not wait for the next cycle)."""
+        self._poked.clear()
+        sleeper = asyncio.ensure_future(self.bus.clock.sleep(self.interval_s))
+        poke = asyncio.ensure_future(self._poked.wait())
+        try:
+            await asyncio.wait((sleeper, poke), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            poke.cancel()
+
+    def poke(self) -> None:
+        """Run the next cycle now (a DR event started or ended, a dispatch arrived, a setting changed)."""
+        self._poked.set()
 
     def start(self) -> None:
         if self._task is None:

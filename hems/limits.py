@@ -91,6 +91,17 @@ def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInp
             battery = max(-b.max_discharge_w, battery - excess)
             d = replace(d, battery_charge_power_w=battery)
         reasons.append(label)
+    if cap is not None and d.water_heater_enabled and s.water_heater_power_w <= 0.0:
+        # an idle heater switching itself on would break the cap until the next cycle: keep it off unless
+        # the cap leaves room for it (the battery may still cover it) or the tank is below its minimum
+        wh = params.water_heater
+        room_w = cap - projected_import_w(d, s, params)
+        battery = d.battery_charge_power_w if d.battery_charge_power_w is not None else 0.0
+        room_w += max(0.0, battery + b.max_discharge_w) if s.battery_soc_pct > b.min_soc_pct else 0.0
+        tank_ok = s.tank_temp_c is None or s.tank_temp_c >= wh.min_temp_c
+        if room_w < wh.power_w and tank_ok:
+            d = replace(d, water_heater_enabled=False)
+            reasons.append("water heater held off during the DR event")
 
     # 4. battery reserve (a DR event may go below it: that is what the reserve is for)
     in_dr = cap is not None or (level is not None and level.level > 0)

@@ -84,6 +84,13 @@ class Runtime:
         strategy.on_plan.append(self._store_plan)
         return strategy
 
+    def _on_dr_change(self, event, notice) -> None:
+        """Any DR change re-plans and runs the controller at once, not at their next cycle."""
+        if self.controller is None:
+            return
+        getattr(self.controller.strategy, "request_replan", _noop)(f"DR {notice}: {event.key}")
+        self.controller.poke()
+
     def _dr_limit(self, now: float) -> tuple[float | None, str, object]:
         """The controller's DR inputs: the tightest import cap, the events setting it, the SIMPLE level response."""
         if self.dr is None:
@@ -147,9 +154,7 @@ class Runtime:
             self.sim.start()
         self.recorder.start()
         strategy = self.strategy()
-        self.dr.on_change(
-            lambda ev, notice: getattr(strategy, "request_replan", _noop)(f"DR {notice}: {ev.key}")
-        )
+        self.dr.on_change(self._on_dr_change)
         self.controller = Controller(
             self.bus, strategy, cfg.home, interval_s=cfg.controller.interval_s, dr_limit=self._dr_limit
         )

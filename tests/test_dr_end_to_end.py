@@ -31,7 +31,7 @@ async def test_openadr_event_caps_import_and_opt_out_reaches_the_vtn(tmp_path):
         {
             "gateway": {"data_dir": str(tmp_path)},
             "web": {"port": 0},
-            "sim": {"speed": 240, "tick_s": 0.05, "start": "2026-07-07T23:00"},
+            "sim": {"speed": 120, "tick_s": 0.05, "start": "2026-07-07T23:00"},
             "controller": {"interval_s": 5},
         }
     )
@@ -58,7 +58,7 @@ async def test_openadr_event_caps_import_and_opt_out_reaches_the_vtn(tmp_path):
         # the utility verifies on interval averages: every 5 minutes within the cap (a thermostat switching
         # on may show for a physics tick before the controller answers it)
         samples: list[tuple[float, float]] = []
-        while rt.clock.now() < start + 32 * 60:
+        while rt.clock.now() < start + 22 * 60:
             samples.append((rt.clock.now(), float(rt.bus.value(meter, "grid_power_w"))))
             await asyncio.sleep(0.05)
         t0 = samples[0][0]
@@ -66,7 +66,7 @@ async def test_openadr_event_caps_import_and_opt_out_reaches_the_vtn(tmp_path):
         for t, w in samples:
             buckets.setdefault(int((t - t0) // 300), []).append(w)
         averages = [sum(v) / len(v) for v in buckets.values() if len(v) >= 5]
-        assert len(averages) >= 5
+        assert len(averages) >= 3
         assert max(averages) <= cap_w * 1.02, averages
         # the homeowner opts out from the dashboard API; the VTN hears of it
         async with aiohttp.ClientSession() as s:

@@ -1,0 +1,736 @@
+"""IEEE 2030.5 resources as typed, frozen dataclasses, parsed from XML by a hardened parser, and the XML the
+client sends (EndDevice registration, Responses, DER status resources, mirror usage points).
+
+Element names follow the standard (namespace ``urn:ieee:std:2030.5:ns``). The CSIP-AUS control modes
+(``opModExpLimW``, ``opModImpLimW``, ``opModGenLimW``, ``opModLoadLimW``) are accepted in the 2030.5 namespace or
+in the CSIP-AUS one (``https://csipaus.org/ns``): children are matched by local name inside a 2030.5 element.
+
+Hardening (``parse_xml``): a size limit checked before parsing, UTF-8 only, any ``<!DOCTYPE``/``<!ENTITY`` refused
+before the bytes reach a parser, and the parser itself resolves no entities, loads no DTD, reads nothing from the
+network and keeps libxml2's depth and size limits (no ``huge_tree``). Every refusal raises ``RefusedXML`` naming
+what was wrong; a well-formed document that is not the expected resource raises ``ResourceError``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+NS = "urn:ieee:std:2030.5:ns"
+CSIP_NS = "https://csipaus.org/ns"
+CONTENT_TYPE = "application/sep+xml"
+MAX_DOCUMENT_BYTES = 256 * 1024  # far above any real 2030.5 resource (a list page of 255 controls ~ 150 kB)
+DEFAULT_POLL_RATE_S = 900  # the standard's default pollRate
+
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_HEX = re.compile(r"^[0-9A-Fa-f]*$")
+
+
+class RefusedXML(ValueError):
+    """A document refused before or while parsing; the message says why."""
+
+
+class ResourceError(ValueError):
+    """Well-formed XML that is not the expected 2030.5 resource (wrong root, missing or bad field)."""
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=False,
+        remove_pis=True,
+        remove_comments=True,
+    )
+
+
+def parse_xml(content: bytes | str, limit: int = MAX_DOCUMENT_BYTES) -> etree._Element:
+    data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    if len(data) > limit:
+        raise RefusedXML(f"document of {len(data)} bytes is larger than the {limit} bytes allowed")
+    if not data.strip():
+        raise RefusedXML("empty document")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RefusedXML(f"document is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    declared = _DECL_ENCODING.match(data)
+    if declared and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+        raise RefusedXML(f"document declares encoding {declared.group(1).decode()!r}; only UTF-8 is accepted")
+    if _DTD.search(data):
+        raise RefusedXML("document carries a DTD or an entity declaration, which 2030.5 resources never do")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise RefusedXML(f"not well-formed XML: {exc}") from None
+    return root
+
+
+# ------------------------------------------------------------------------------------------------------------
+# element helpers
+
+
+def _local(el: etree._Element) -> str:
+    return etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+
+def _child(el: etree._Element, name: str) -> etree._Element | None:
+    for c in el:
+        if isinstance(c.tag, str) and etree.QName(c).localname == name:
+            return c
+    return None
+
+
+def _children(el: etree._Element, name: str) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str) and etree.QName(c).localname == name]
+
+
+def _text(el: etree._Element, name: str, default: str | None = None) -> str | None:
+    c = _child(el, name)
+    if c is None or c.text is None:
+        return default
+    return c.text.strip()
+
+
+def _int(
+    el: etree._Element, name: str, default: int | None = None, lo: int | None = None, hi: int | None = None
+):
+    raw = _text(el, name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ResourceError(f"{_local(el)}.{name} = {raw!r} is not an integer") from None
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ResourceError(f"{_local(el)}.{name} = {v} is out of range {lo}..{hi}")
+    return v
+
+
+def _bool(el: etree._Element, name: str) -> bool | None:
+    raw = _text(el, name)
+    if raw is None:
+        return None
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise ResourceError(f"{_local(el)}.{name} = {raw!r} is not a boolean")
+
+
+def _hex(el: etree._Element, name: str, max_len: int) -> str | None:
+    raw = _text(el, name)
+    if raw is None:
+        return None
+    if not _HEX.match(raw) or len(raw) > max_len:
+        raise ResourceError(
+            f"{_local(el)}.{name} = {raw[:60]!r} is not hexBinary of at most {max_len} digits"
+        )
+    return raw.upper()
+
+
+def _link(el: etree._Element, name: str) -> str | None:
+    c = _child(el, name)
+    return None if c is None else c.get("href")
+
+
+def _poll(el: etree._Element, default: int | None = None) -> int | None:
+    raw = el.get("pollRate")
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ResourceError(f"{_local(el)}@pollRate = {raw!r} is not an integer") from None
+    if v < 0:
+        raise ResourceError(f"{_local(el)}@pollRate = {v} is negative")
+    return v
+
+
+def _expect(root: etree._Element, name: str) -> None:
+    if not isinstance(root.tag, str) or etree.QName(root).namespace != NS or _local(root) != name:
+        raise ResourceError(f"expected a 2030.5 {name}, got {root.tag!r}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# resources
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCapability:
+    href: str
+    poll_rate_s: int | None
+    time_link: str | None
+    end_device_list_link: str | None
+    mirror_usage_point_list_link: str | None
+    der_program_list_link: str | None
+    demand_response_program_list_link: str | None
+    tariff_profile_list_link: str | None
+    self_device_link: str | None
+
+
+def parse_device_capability(root: etree._Element) -> DeviceCapability:
+    _expect(root, "DeviceCapability")
+    return DeviceCapability(
+        href=root.get("href", ""),
+        poll_rate_s=_poll(root),
+        time_link=_link(root, "TimeLink"),
+        end_device_list_link=_link(root, "EndDeviceListLink"),
+        mirror_usage_point_list_link=_link(root, "MirrorUsagePointListLink"),
+        der_program_list_link=_link(root, "DERProgramListLink"),
+        demand_response_program_list_link=_link(root, "DemandResponseProgramListLink"),
+        tariff_profile_list_link=_link(root, "TariffProfileListLink"),
+        self_device_link=_link(root, "SelfDeviceLink"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Time:
+    href: str
+    poll_rate_s: int | None
+    current_time: int
+    tz_offset: int = 0
+    dst_offset: int = 0
+    quality: int | None = None
+
+
+def parse_time(root: etree._Element) -> Time:
+    _expect(root, "Time")
+    current = _int(root, "currentTime")
+    if current is None:
+        raise ResourceError("Time.currentTime is missing")
+    return Time(
+        href=root.get("href", ""),
+        poll_rate_s=_poll(root),
+        current_time=current,
+        tz_offset=_int(root, "tzOffset", 0),
+        dst_offset=_int(root, "dstOffset", 0),
+        quality=_int(root, "quality"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EndDevice:
+    href: str
+    lfdi: str | None
+    sfdi: int | None
+    changed_time: int | None
+    enabled: bool | None
+    registration_link: str | None
+    fsa_list_link: str | None
+    der_list_link: str | None
+
+
+def parse_end_device(el: etree._Element) -> EndDevice:
+    _expect(el, "EndDevice")
+    return EndDevice(
+        href=el.get("href", ""),
+        lfdi=_hex(el, "lFDI", 40),
+        sfdi=_int(el, "sFDI", lo=0),
+        changed_time=_int(el, "changedTime"),
+        enabled=_bool(el, "enabled"),
+        registration_link=_link(el, "RegistrationLink"),
+        fsa_list_link=_link(el, "FunctionSetAssignmentsListLink"),
+        der_list_link=_link(el, "DERListLink"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceList:
+    """Any 2030.5 list: ``all`` items on the server, ``results`` in this page."""
+
+    href: str
+    poll_rate_s: int | None
+    all: int
+    results: int
+    items: tuple[Any, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.all <= self.results
+
+
+def _list(root: etree._Element, name: str, item: str, parse_item) -> ResourceList:
+    _expect(root, name)
+    try:
+        all_ = int(root.get("all", "0"))
+        results = int(root.get("results", "0"))
+    except ValueError:
+        raise ResourceError(f"{name}@all/@results must be integers") from None
+    items = tuple(parse_item(c) for c in _children(root, item))
+    return ResourceList(root.get("href", ""), _poll(root), all_, max(results, len(items)), items)
+
+
+def parse_end_device_list(root: etree._Element) -> ResourceList:
+    return _list(root, "EndDeviceList", "EndDevice", parse_end_device)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    href: str
+    poll_rate_s: int | None
+    date_time_registered: int | None
+    pin: int
+
+
+def parse_registration(root: etree._Element) -> Registration:
+    _expect(root, "Registration")
+    pin = _int(root, "pIN", lo=0)
+    if pin is None:
+        raise ResourceError("Registration.pIN is missing")
+    return Registration(root.get("href", ""), _poll(root), _int(root, "dateTimeRegistered"), pin)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSetAssignments:
+    href: str
+    mrid: str | None
+    description: str | None
+    der_program_list_link: str | None
+    demand_response_program_list_link: str | None
+    time_link: str | None
+    tariff_profile_list_link: str | None
+
+
+def parse_fsa(el: etree._Element) -> FunctionSetAssignments:
+    _expect(el, "FunctionSetAssignments")
+    return FunctionSetAssignments(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        der_program_list_link=_link(el, "DERProgramListLink"),
+        demand_response_program_list_link=_link(el, "DemandResponseProgramListLink"),
+        time_link=_link(el, "TimeLink"),
+        tariff_profile_list_link=_link(el, "TariffProfileListLink"),
+    )
+
+
+def parse_fsa_list(root: etree._Element) -> ResourceList:
+    return _list(root, "FunctionSetAssignmentsList", "FunctionSetAssignments", parse_fsa)
+
+
+@dataclass(frozen=True, slots=True)
+class DERProgram:
+    href: str
+    mrid: str | None
+    description: str | None
+    primacy: int
+    default_der_control_link: str | None
+    der_control_list_link: str | None
+    active_der_control_list_link: str | None
+
+
+def parse_der_program(el: etree._Element) -> DERProgram:
+    _expect(el, "DERProgram")
+    primacy = _int(el, "primacy", lo=0, hi=255)
+    if primacy is None:
+        raise ResourceError("DERProgram.primacy is missing")
+    return DERProgram(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        primacy=primacy,
+        default_der_control_link=_link(el, "DefaultDERControlLink"),
+        der_control_list_link=_link(el, "DERControlListLink"),
+        active_der_control_list_link=_link(el, "ActiveDERControlListLink"),
+    )
+
+
+def parse_der_program_list(root: etree._Element) -> ResourceList:
+    return _list(root, "DERProgramList", "DERProgram", parse_der_program)
+
+
+@dataclass(frozen=True, slots=True)
+class DERControlBase:
+    """Control modes; powers already in watts (value × 10^multiplier), percentages in percent."""
+
+    op_mod_exp_lim_w: float | None = None
+    op_mod_imp_lim_w: float | None = None
+    op_mod_gen_lim_w: float | None = None
+    op_mod_load_lim_w: float | None = None
+    op_mod_max_lim_pct: float | None = None  # % of setMaxW
+    op_mod_target_w: float | None = None  # + delivered to the grid
+    op_mod_fixed_w_pct: float | None = None  # % of setMaxW, signed
+    op_mod_connect: bool | None = None
+    op_mod_energize: bool | None = None
+
+    def modes(self) -> frozenset[str]:
+        return frozenset(name for name in self.__slots__ if getattr(self, name) is not None)
+
+    def to_json(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None}
+
+
+def active_power_w(el: etree._Element | None) -> float | None:
+    """An ActivePower element (``value`` × 10^``multiplier`` W)."""
+    if el is None:
+        return None
+    value = _int(el, "value")
+    mult = _int(el, "multiplier", 0, lo=-9, hi=9)
+    if value is None:
+        raise ResourceError(f"{_local(el)}.value is missing")
+    w = float(value) * 10.0**mult
+    if not math.isfinite(w):
+        raise ResourceError(f"{_local(el)} is not finite")
+    return w
+
+
+def _percent(el: etree._Element, name: str) -> float | None:
+    """PerCent / SignedPerCent: hundredths of a percent."""
+    v = _int(el, name, lo=-10000, hi=10000)
+    return None if v is None else v / 100.0
+
+
+def parse_der_control_base(el: etree._Element | None) -> DERControlBase:
+    if el is None:
+        return DERControlBase()
+    return DERControlBase(
+        op_mod_exp_lim_w=active_power_w(_child(el, "opModExpLimW")),
+        op_mod_imp_lim_w=active_power_w(_child(el, "opModImpLimW")),
+        op_mod_gen_lim_w=active_power_w(_child(el, "opModGenLimW")),
+        op_mod_load_lim_w=active_power_w(_child(el, "opModLoadLimW")),
+        op_mod_max_lim_pct=_percent(el, "opModMaxLimW"),
+        op_mod_target_w=active_power_w(_child(el, "opModTargetW")),
+        op_mod_fixed_w_pct=_percent(el, "opModFixedW"),
+        op_mod_connect=_bool(el, "opModConnect"),
+        op_mod_energize=_bool(el, "opModEnergize"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventStatus:
+    """currentStatus: 0 scheduled, 1 active, 2 cancelled, 3 cancelled with randomization, 4 superseded."""
+
+    current_status: int
+    date_time: int | None
+    potentially_superseded: bool
+    reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.current_status in (2, 3)
+
+    @property
+    def superseded(self) -> bool:
+        return self.current_status == 4
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What DERControl and EndDeviceControl share (RandomizableEvent, RespondableResource)."""
+
+    kind: str  # "DERControl" | "EndDeviceControl"
+    href: str
+    mrid: str
+    description: str | None
+    creation_time: int
+    event_status: EventStatus
+    start: int
+    duration: int
+    randomize_start: int
+    randomize_duration: int
+    reply_to: str | None
+    response_required: int
+    base: DERControlBase | None = None  # DERControl
+    target_reduction_w: float | None = None  # EndDeviceControl TargetReduction (kW type only)
+    appliance_load_reduction: int | None = None  # EndDeviceControl ApplianceLoadReduction type
+    duty_cycle_pct: int | None = None
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+
+def _event(el: etree._Element, kind: str) -> Event:
+    _expect(el, kind)
+    mrid = _hex(el, "mRID", 32)
+    if not mrid:
+        raise ResourceError(f"{kind}.mRID is missing")
+    creation = _int(el, "creationTime")
+    if creation is None:
+        raise ResourceError(f"{kind} {mrid}: creationTime is missing")
+    es = _child(el, "EventStatus")
+    if es is None:
+        raise ResourceError(f"{kind} {mrid}: EventStatus is missing")
+    current = _int(es, "currentStatus", lo=0, hi=255)
+    if current is None:
+        raise ResourceError(f"{kind} {mrid}: EventStatus.currentStatus is missing")
+    status = EventStatus(
+        current, _int(es, "dateTime"), bool(_bool(es, "potentiallySuperseded")), _text(es, "reason")
+    )
+    iv = _child(el, "interval")
+    if iv is None:
+        raise ResourceError(f"{kind} {mrid}: interval is missing")
+    start = _int(iv, "start")
+    duration = _int(iv, "duration", lo=0, hi=2**32 - 1)
+    if start is None or duration is None:
+        raise ResourceError(f"{kind} {mrid}: interval needs start and duration")
+    rr_raw = el.get("responseRequired", "00")
+    if not _HEX.match(rr_raw) or not 1 <= len(rr_raw) <= 2:
+        raise ResourceError(f"{kind} {mrid}: responseRequired = {rr_raw!r} is not hexBinary8")
+    target = None
+    alr = None
+    duty = None
+    if kind == "EndDeviceControl":
+        tr = _child(el, "TargetReduction")
+        if tr is not None and _int(tr, "type") == 1:  # 0 = kWh, 1 = kW
+            v = _int(tr, "value", lo=0)
+            target = None if v is None else v * 1000.0
+        a = _child(el, "ApplianceLoadReduction")
+        alr = None if a is None else _int(a, "type", lo=0, hi=255)
+        d = _child(el, "DutyCycle")
+        duty = None if d is None else _int(d, "normalValue", lo=0, hi=100)
+    return Event(
+        kind=kind,
+        href=el.get("href", ""),
+        mrid=mrid,
+        description=_text(el, "description"),
+        creation_time=creation,
+        event_status=status,
+        start=start,
+        duration=duration,
+        randomize_start=_int(el, "randomizeStart", 0, lo=-3600, hi=3600),
+        randomize_duration=_int(el, "randomizeDuration", 0, lo=-3600, hi=3600),
+        reply_to=el.get("replyTo"),
+        response_required=int(rr_raw, 16),
+        base=parse_der_control_base(_child(el, "DERControlBase")) if kind == "DERControl" else None,
+        target_reduction_w=target,
+        appliance_load_reduction=alr,
+        duty_cycle_pct=duty,
+    )
+
+
+def parse_der_control(el: etree._Element) -> Event:
+    return _event(el, "DERControl")
+
+
+def parse_der_control_list(root: etree._Element) -> ResourceList:
+    return _list(root, "DERControlList", "DERControl", parse_der_control)
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultDERControl:
+    href: str
+    mrid: str | None
+    base: DERControlBase
+
+
+def parse_default_der_control(root: etree._Element) -> DefaultDERControl:
+    _expect(root, "DefaultDERControl")
+    return DefaultDERControl(
+        root.get("href", ""), _hex(root, "mRID", 32), parse_der_control_base(_child(root, "DERControlBase"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DemandResponseProgram:
+    href: str
+    mrid: str | None
+    description: str | None
+    primacy: int
+    end_device_control_list_link: str | None
+    active_end_device_control_list_link: str | None
+
+
+def parse_dr_program(el: etree._Element) -> DemandResponseProgram:
+    _expect(el, "DemandResponseProgram")
+    return DemandResponseProgram(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        primacy=_int(el, "primacy", 0, lo=0, hi=255),
+        end_device_control_list_link=_link(el, "EndDeviceControlListLink"),
+        active_end_device_control_list_link=_link(el, "ActiveEndDeviceControlListLink"),
+    )
+
+
+def parse_dr_program_list(root: etree._Element) -> ResourceList:
+    return _list(root, "DemandResponseProgramList", "DemandResponseProgram", parse_dr_program)
+
+
+def parse_end_device_control(el: etree._Element) -> Event:
+    return _event(el, "EndDeviceControl")
+
+
+def parse_end_device_control_list(root: etree._Element) -> ResourceList:
+    return _list(root, "EndDeviceControlList", "EndDeviceControl", parse_end_device_control)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTariffInterval:
+    """A price interval (TariffProfile → RateComponent → TimeTariffIntervalList); parsed, not yet acted on."""
+
+    href: str
+    mrid: str
+    creation_time: int
+    start: int
+    duration: int
+    tou_tier: int | None
+    consumption_tariff_interval_list_link: str | None
+
+
+def parse_time_tariff_interval(el: etree._Element) -> TimeTariffInterval:
+    _expect(el, "TimeTariffInterval")
+    iv = _child(el, "interval")
+    if iv is None:
+        raise ResourceError("TimeTariffInterval.interval is missing")
+    return TimeTariffInterval(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32) or "",
+        creation_time=_int(el, "creationTime", 0),
+        start=_int(iv, "start", 0),
+        duration=_int(iv, "duration", 0, lo=0),
+        tou_tier=_int(el, "touTier"),
+        consumption_tariff_interval_list_link=_link(el, "ConsumptionTariffIntervalListLink"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DER:
+    href: str
+    der_capability_link: str | None
+    der_settings_link: str | None
+    der_status_link: str | None
+    der_availability_link: str | None
+
+
+def parse_der(el: etree._Element) -> DER:
+    _expect(el, "DER")
+    return DER(
+        el.get("href", ""),
+        _link(el, "DERCapabilityLink"),
+        _link(el, "DERSettingsLink"),
+        _link(el, "DERStatusLink"),
+        _link(el, "DERAvailabilityLink"),
+    )
+
+
+def parse_der_list(root: etree._Element) -> ResourceList:
+    return _list(root, "DERList", "DER", parse_der)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    kind: str  # DERControlResponse | DrResponse | Response
+    created: int
+    lfdi: str
+    status: int
+    subject: str
+
+
+def parse_response(root: etree._Element) -> Response:
+    kind = _local(root)
+    if etree.QName(root).namespace != NS or kind not in ("DERControlResponse", "DrResponse", "Response"):
+        raise ResourceError(f"expected a 2030.5 Response, got {root.tag!r}")
+    status = _int(root, "status", lo=0, hi=255)
+    lfdi = _hex(root, "endDeviceLFDI", 40)
+    subject = _hex(root, "subject", 32)
+    if status is None or lfdi is None or subject is None:
+        raise ResourceError(f"{kind} needs status, endDeviceLFDI and subject")
+    return Response(kind, _int(root, "createdDateTime", 0), lfdi, status, subject)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorReading:
+    """One MirrorMeterReading with its single Reading, scaled by the ReadingType's powerOfTenMultiplier."""
+
+    mrid: str
+    description: str | None
+    uom: int | None
+    flow_direction: int | None
+    kind: int | None
+    value: float | None
+    time: int | None
+
+
+def _mirror_reading(el: etree._Element) -> MirrorReading:
+    rt = _child(el, "ReadingType")
+    uom = flow = kind = None
+    mult = 0
+    if rt is not None:
+        uom = _int(rt, "uom")
+        flow = _int(rt, "flowDirection")
+        kind = _int(rt, "kind")
+        mult = _int(rt, "powerOfTenMultiplier", 0, lo=-9, hi=9)
+    value = ts = None
+    rd = _child(el, "Reading")
+    if rd is not None:
+        raw = _int(rd, "value")
+        value = None if raw is None else raw * 10.0**mult
+        tp = _child(rd, "timePeriod")
+        ts = None if tp is None else _int(tp, "start")
+    return MirrorReading(_hex(el, "mRID", 32) or "", _text(el, "description"), uom, flow, kind, value, ts)
+
+
+def parse_mirror_readings(root: etree._Element) -> list[MirrorReading]:
+    """A MirrorUsagePoint, a MirrorMeterReadingList or a single MirrorMeterReading."""
+    kind = _local(root)
+    if etree.QName(root).namespace != NS:
+        raise ResourceError(f"expected a 2030.5 resource, got {root.tag!r}")
+    if kind == "MirrorMeterReading":
+        return [_mirror_reading(root)]
+    if kind in ("MirrorUsagePoint", "MirrorMeterReadingList"):
+        return [_mirror_reading(c) for c in _children(root, "MirrorMeterReading")]
+    raise ResourceError(f"expected mirror readings, got {kind}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# building documents (client requests and the simulated server's answers)
+
+
+def element(tag: str, attrib: dict | None = None, **children: Any) -> etree._Element:
+    el = etree.Element(f"{{{NS}}}{tag}", nsmap={None: NS})
+    for k, v in (attrib or {}).items():
+        if v is not None:
+            el.set(k, str(v))
+    for k, v in children.items():
+        add(el, k, v)
+    return el
+
+
+def add(parent: etree._Element, tag: str, value: Any = None, attrib: dict | None = None) -> etree._Element:
+    """Append ``<tag>``: a scalar becomes text, a dict nested children (None values skipped)."""
+    el = etree.SubElement(parent, f"{{{NS}}}{tag}")
+    for k, v in (attrib or {}).items():
+        if v is not None:
+            el.set(k, str(v))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if v is not None:
+                add(el, k, v)
+    elif isinstance(value, bool):
+        el.text = "true" if value else "false"
+    elif value is not None:
+        el.text = str(value)
+    return el
+
+
+def to_bytes(el: etree._Element) -> bytes:
+    return etree.tostring(el, xml_declaration=True, encoding="UTF-8")
+
+
+def active_power(watts: float) -> dict:
+    """An ActivePower value for ``watts``: the smallest multiplier that fits an Int16 value."""
+    mult = 0
+    v = round(watts)
+    while abs(v) > 32767 and mult < 9:
+        mult += 1
+        v = round(watts / 10**mult)
+    return {"multiplier": mult, "value": v}
+
+
+def response_doc(kind: str, created: int, lfdi: str, status: int, subject: str) -> bytes:
+    return to_bytes(
+        element(kind, createdDateTime=created, endDeviceLFDI=lfdi, status=status, subject=subject)
+    )
+
+
+def end_device_doc(lfdi: str, sfdi: int, changed_time: int) -> bytes:
+    return to_bytes(element("EndDevice", changedTime=changed_time, lFDI=lfdi, sFDI=sfdi))
