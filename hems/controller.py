@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .bus import Bus
 from .home import HomeParams
@@ -19,6 +19,8 @@ from .model import Capability, Command, CommandError, Quantity, Setting
 from .rules import Decision, HomeState
 
 log = logging.getLogger(__name__)
+
+OVERRIDE_FIELDS = ("battery_charge_power_w", "ev_power_limit_w", "water_heater_enabled")
 
 
 def state_from_bus(bus: Bus) -> HomeState | None:
@@ -131,6 +133,8 @@ class Controller:
         self.dr_limit = dr_limit  # now -> (import cap W or None, event ids, SIMPLE level response or None)
         self._last_ts: float | None = None
         self._poked = asyncio.Event()
+        # callables now -> {"battery_charge_power_w"?, "ev_power_limit_w"?, "water_heater_enabled"?, "reasons"}
+        self.overrides: list[Callable[[float], dict | None]] = []
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
         self._refused: set[tuple[str, str]] = set()
@@ -144,6 +148,11 @@ class Controller:
             observe(state, state.ts - self._last_ts)
         self._last_ts = state.ts
         decision = self.strategy.decide(state)
+        for source in self.overrides:  # a VPP dispatch replaces the plan's setpoints for its duration
+            o = source(state.ts)
+            if o:
+                fields = {k: o[k] for k in OVERRIDE_FIELDS if k in o}
+                decision = replace(decision, **fields, reasons=(*decision.reasons, *o.get("reasons", ())))
         if self.strategy.name != "none":
             cap, event_id, level = self.dr_limit(state.ts) if self.dr_limit else (None, "", None)
             limits = LimitInputs(

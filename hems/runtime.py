@@ -158,6 +158,12 @@ class Runtime:
         self.controller = Controller(
             self.bus, strategy, cfg.home, interval_s=cfg.controller.interval_s, dr_limit=self._dr_limit
         )
+        for (
+            integration
+        ) in self.integrations:  # e.g. MQTT VPP dispatch: held setpoints, still under the limits
+            dispatch = getattr(integration, "dispatch", None)
+            if dispatch is not None and hasattr(dispatch, "active_override"):
+                self.controller.overrides.append(dispatch.active_override)
         self.controller.start()
         if serve_web:
             await self._start_web()

@@ -121,3 +121,32 @@ async def test_controller_holds_limits_when_the_planner_fails():
     # home load = 9000 - 7000 (EV) = 2000 W; cap 1500 W: EV paused, battery discharges >= 500 W
     assert bus.asked("charger", Setting.EV_POWER_LIMIT_W).value == 0.0
     assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value <= -500.0
+
+
+async def test_dispatch_override_replaces_the_plan_but_not_the_limits():
+    clock = ManualClock(1_783_530_000.0)
+    bus = Bus(clock)
+    meter = Dev("meter", {Capability.GRID_METER})
+    inverter = Dev("inverter", {Capability.BATTERY, Capability.PV_INVERTER})
+    for d in (meter, inverter):
+        bus.add_device(d)
+    t = clock.now()
+    bus.publish_many(
+        [
+            Reading("meter", Quantity.GRID_POWER_W, 1000.0, t),
+            Reading("inverter", Quantity.SOC_PCT, P.battery.reserve_soc_pct - 5, t),
+            Reading("inverter", Quantity.BATTERY_POWER_W, 0.0, t),
+            Reading("inverter", Quantity.PV_POWER_W, 0.0, t),
+        ]
+    )
+    controller = Controller(bus, PlannerStrategy(Tariff.default(), P), P)
+    controller.overrides.append(
+        lambda now: {"battery_charge_power_w": -5000.0, "reasons": ["VPP dispatch d-1"]}
+    )
+    d = await controller.step()
+    assert "VPP dispatch d-1" in d.reasons
+    # below the reserve, the dispatch's discharge is refused by the reserve limit
+    assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value == 0.0
+    bus.publish(Reading("inverter", Quantity.SOC_PCT, 80.0, t))
+    await controller.step()
+    assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value == -5000.0
