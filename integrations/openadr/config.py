@@ -26,6 +26,9 @@ from hems.config import ConfigError
 
 KEYS = {
     "vtn_url",
+    "push_port",
+    "push_host",
+    "push_address",
     "ven_name",
     "ven_id",
     "poll_interval_s",
@@ -50,6 +53,12 @@ class VenConfig:
     key: str | None = None
     ca_file: str | None = None
     vtn_fingerprint: str | None = None
+    # push (OpenADR 2.0b simpleHttp push model): the VEN listens here and the VTN POSTs events to push_address
+    push_port: int | None = None
+    push_host: str = "0.0.0.0"
+    push_address: str | None = (
+        None  # what the VTN is told; default http://<push_host>:<push_port>/OpenADR2/...
+    )
 
     @property
     def tls(self) -> bool:
@@ -141,9 +150,33 @@ def parse(
     else:
         fp = fp.upper()
 
+    push_port = section.get("push_port")
+    if push_port is not None and (
+        isinstance(push_port, bool) or not isinstance(push_port, int) or not 0 <= push_port <= 65535
+    ):
+        bad(
+            "push_port",
+            push_port,
+            "must be a TCP port 0-65535 (0 = any free port), or left out for polling only",
+        )
+        push_port = None
+    push_host = section.get("push_host", "0.0.0.0")
+    if not isinstance(push_host, str) or not push_host:
+        bad("push_host", push_host, "must be the address to listen on, e.g. 0.0.0.0")
+        push_host = "0.0.0.0"
+    push_address = section.get("push_address")
+    if push_address is not None and (
+        not isinstance(push_address, str) or urlparse(push_address).scheme not in ("http", "https")
+    ):
+        bad("push_address", push_address, "must be the http(s) URL the VTN can reach this gateway at")
+        push_address = None
+
     if problems:
         raise ConfigError(problems)
     return VenConfig(
+        push_port=push_port,
+        push_host=push_host,
+        push_address=push_address,
         vtn_url=str(url).rstrip("/"),
         ven_name=ven_name,
         ven_id=ven_id,

@@ -7,6 +7,11 @@ the first registration fails; here registration and polling retry with exponenti
 received stay in force in the ``DRManager``), and reporting (openleadr schedules reports on wall-clock cron jobs;
 here they run on the gateway's clock from the bus's meter readings).
 
+Push: with ``push_port`` set, the VEN registers with ``oadrHttpPullModel`` false and its ``oadrTransportAddress``,
+and serves ``POST <address>/EiEvent``: an oadrDistributeEvent the VTN pushes goes through the same guard, signature
+check and handling as a polled one and is answered with an oadrResponse. It keeps polling as well (at the poll
+interval), so a push lost on the network is still picked up.
+
 Flow: oadrQueryRegistration → oadrCreatePartyRegistration → oadrRegisterReport (TELEMETRY_USAGE and
 TELEMETRY_STATUS offered; the VTN's requests answered with oadrCreatedReport) → oadrRequestEvent → oadrPoll every
 poll interval. Each oadrDistributeEvent becomes DR events in the manager, answered with one oadrCreatedEvent
@@ -26,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 from openleadr import enums, objects, utils
 from openleadr.client import OpenADRClient
 from openleadr.messaging import parse_message, validate_xml_signature
@@ -46,6 +52,7 @@ STATUS_SPEC = "hems-telemetry-status"
 IMPLICIT_CANCEL_GRACE_S = 5.0  # an event missing from a distribute within this of its end has simply ended
 KV_REGISTRATION = "openadr.registration"
 MAX_BUFFERED_SAMPLES = 2000
+PUSH_PATH = "/OpenADR2/Simple/2.0b"
 DR_STATE_CODES = {"none": 0.0, "pending": 1.0, "active": 2.0, "opted_out": 3.0}
 
 
@@ -194,12 +201,17 @@ class Ven:
         self._task: asyncio.Task | None = None
         self._stopped = False
         self._wake = asyncio.Event()
+        self._push_runner: aiohttp.web.AppRunner | None = None
+        self.push_address: str | None = None
+        self.pushes = 0
         self._add_reports()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._stopped = False
         self.dr.register_responder(self.name, self)
+        if self.cfg.push_port is not None and self._push_runner is None:
+            await self._start_push_server()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"openadr-ven-{self.name}")
 
@@ -219,6 +231,51 @@ class Ven:
         for r in self._requests.values():
             r.task = None
         await self.client.close()
+        if self._push_runner is not None:
+            await self._push_runner.cleanup()
+            self._push_runner = None
+
+    # -- push -----------------------------------------------------------------------------------------------
+    async def _start_push_server(self) -> None:
+        app = aiohttp.web.Application(client_max_size=xmlguard.MAX_MESSAGE_BYTES)
+        app.router.add_post(f"{PUSH_PATH}/EiEvent", self._on_push)
+        self._push_runner = aiohttp.web.AppRunner(app, access_log=None)
+        await self._push_runner.setup()
+        site = aiohttp.web.TCPSite(self._push_runner, self.cfg.push_host, self.cfg.push_port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        host = "127.0.0.1" if self.cfg.push_host in ("0.0.0.0", "::") else self.cfg.push_host
+        self.push_address = self.cfg.push_address or f"http://{host}:{port}{PUSH_PATH}"
+        log.info("OpenADR push endpoint at %s", self.push_address)
+
+    async def _on_push(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """An oadrDistributeEvent pushed by the VTN: guarded, checked and handled like a polled one."""
+        body = await request.read()
+        try:
+            tree = xmlguard.parse(body)
+            if self.cfg.vtn_fingerprint:
+                validate_xml_signature(tree, cert_fingerprint=self.cfg.vtn_fingerprint)
+            message_type, payload = parse_message(body)
+        except xmlguard.RefusedXML as exc:
+            log.warning("OpenADR push refused: %s", exc)
+            return aiohttp.web.Response(status=400, text=f"refused: {exc}")
+        except Exception as exc:  # signature, replay protection, or something openleadr cannot parse
+            log.warning("OpenADR push refused: %s: %s", exc.__class__.__name__, exc)
+            return aiohttp.web.Response(status=400, text=f"refused: {exc.__class__.__name__}")
+        if message_type != "oadrDistributeEvent":
+            return aiohttp.web.Response(status=400, text=f"refused: {message_type} is not pushed to a VEN")
+        self.pushes += 1
+        await self._on_distribute(payload)
+        reply = self.client._create_message(
+            "oadrResponse",
+            response={
+                "response_code": 200,
+                "response_description": "OK",
+                "request_id": payload.get("request_id"),
+            },
+            ven_id=self.client.ven_id,
+        )
+        return aiohttp.web.Response(text=reply, content_type="application/xml")
 
     def poll_now(self) -> None:
         """Skip the rest of the current poll wait (e.g. after a local change that the VTN should hear of)."""
@@ -308,7 +365,15 @@ class Ven:
         c = self.client
         _, payload = await c.query_registration()
         request_id = (payload.get("response") or {}).get("request_id") if payload else None
-        await c.create_party_registration(ven_id=c.ven_id, request_id=request_id)
+        if self.push_address:
+            await c.create_party_registration(
+                ven_id=c.ven_id,
+                request_id=request_id,
+                http_pull_model=False,
+                transport_address=self.push_address,
+            )
+        else:
+            await c.create_party_registration(ven_id=c.ven_id, request_id=request_id)
         if not c.registration_id:
             raise VTNUnavailable("the VTN did not register this VEN (no registrationID)")
         log.info(

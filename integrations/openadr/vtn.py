@@ -163,6 +163,7 @@ class VenRecord:
     registration_id: str
     fingerprint: str | None = None
     registered_ts: float = 0.0
+    push_address: str | None = None  # set when the VEN registered for the push model
 
 
 @service("EiOpt")
@@ -363,11 +364,47 @@ class SimVTN:
             registration_id=f"reg-{uuid.uuid4().hex[:12]}",
             fingerprint=payload.get("fingerprint"),
             registered_ts=self.clock.now(),
+            push_address=None if payload.get("http_pull_model", True) else payload.get("transport_address"),
         )
         self.vens[ven_id] = rec
         self._updated[ven_id] = False
         await self._notify()
         return rec.ven_id, rec.registration_id
+
+    async def push(self, ven_id: str | None = None) -> dict[str, int]:
+        """Push the current events to every VEN (or one) that registered for the push model.
+
+        Returns {ven_id: HTTP status}; a VEN that cannot be reached is left to find the events by polling."""
+        import aiohttp
+        from openleadr.messaging import create_message
+
+        out: dict[str, int] = {}
+        async with aiohttp.ClientSession() as session:
+            for rec in list(self.vens.values()):
+                if rec.push_address is None or (ven_id is not None and rec.ven_id != ven_id):
+                    continue
+                message = create_message(
+                    "oadrDistributeEvent",
+                    response={
+                        "response_code": 200,
+                        "response_description": "OK",
+                        "request_id": uuid.uuid4().hex,
+                    },
+                    request_id=uuid.uuid4().hex,
+                    vtn_id=self.vtn_id,
+                    events=self._events_for(rec.ven_id),
+                    disable_signature=True,
+                )
+                try:
+                    async with session.post(f"{rec.push_address}/EiEvent", data=message) as resp:
+                        out[rec.ven_id] = resp.status
+                except aiohttp.ClientError as exc:
+                    log.warning("VTN could not push to %s: %s", rec.push_address, exc)
+                    out[rec.ven_id] = 0
+                if out[rec.ven_id] == 200:
+                    self._updated[rec.ven_id] = False  # delivered: the next poll need not repeat it
+        self._count("push")
+        return out
 
     async def _on_poll(self, ven_id: str):
         self._count("oadrPoll")
