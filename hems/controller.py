@@ -135,6 +135,8 @@ class Controller:
         self._poked = asyncio.Event()
         # callables now -> {"battery_charge_power_w"?, "ev_power_limit_w"?, "water_heater_enabled"?, "reasons"}
         self.overrides: list[Callable[[float], dict | None]] = []
+        # callables now -> {"export_cap_w"?, "generation_cap_w"?, "battery_charge_power_w"?} from utility DER controls
+        self.der_limits: list[Callable[[float], dict]] = []
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
         self._refused: set[tuple[str, str]] = set()
@@ -154,9 +156,25 @@ class Controller:
                 fields = {k: o[k] for k in OVERRIDE_FIELDS if k in o}
                 decision = replace(decision, **fields, reasons=(*decision.reasons, *o.get("reasons", ())))
         if self.strategy.name != "none":
-            cap, event_id, level = self.dr_limit(state.ts) if self.dr_limit else (None, "", None)
+            cap, event_id, level, *utility = self.dr_limit(state.ts) if self.dr_limit else (None, "", None)
+            export_cap, generation_cap = [*utility, None, None][:2]
+            for source in self.der_limits:  # utility DER controls (IEEE 2030.5), defaults included
+                der = source(state.ts) or {}
+                export_cap = _tighter(export_cap, der.get("export_cap_w"))
+                generation_cap = _tighter(generation_cap, der.get("generation_cap_w"))
+                if der.get("battery_charge_power_w") is not None:
+                    decision = replace(
+                        decision,
+                        battery_charge_power_w=float(der["battery_charge_power_w"]),
+                        reasons=(*decision.reasons, "utility battery setpoint"),
+                    )
             limits = LimitInputs(
-                ground_fault=ground_fault(self.bus), dr_import_cap_w=cap, dr_event=event_id, dr_level=level
+                ground_fault=ground_fault(self.bus),
+                dr_import_cap_w=cap,
+                dr_event=event_id,
+                dr_level=level,
+                export_cap_w=export_cap,
+                generation_cap_w=generation_cap,
             )
             decision = apply_limits(decision, state, self.params, limits)
         self.status.decision = decision
@@ -238,6 +256,10 @@ class Controller:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+def _tighter(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _same(a, b, tolerance: float) -> bool:

@@ -177,6 +177,8 @@ class DRInterval:
     import_cap_w: float | None = None
     price_per_kwh: float | None = None
     level: int | None = None
+    export_cap_w: float | None = None  # grid export at most this (IEEE 2030.5 opModExpLimW)
+    generation_cap_w: float | None = None  # PV output at most this (opModGenLimW; 0 = cease to energize)
 
     def to_json(self) -> dict:
         return {
@@ -186,6 +188,8 @@ class DRInterval:
             "import_cap_w": self.import_cap_w,
             "price_per_kwh": self.price_per_kwh,
             "level": self.level,
+            "export_cap_w": self.export_cap_w,
+            "generation_cap_w": self.generation_cap_w,
         }
 
     @classmethod
@@ -197,6 +201,8 @@ class DRInterval:
             d.get("import_cap_w"),
             d.get("price_per_kwh"),
             d.get("level"),
+            d.get("export_cap_w"),
+            d.get("generation_cap_w"),
         )
 
 
@@ -222,6 +228,8 @@ class DREvent:
     price_per_kwh: float | None = None
     level: int | None = None
     intervals: tuple[DRInterval, ...] = ()
+    export_cap_w: float | None = None  # grid export at most this (W)
+    generation_cap_w: float | None = None  # PV output at most this (W)
     priority: int = 0  # the source's priority; lower first, 0 = unspecified
     test_event: bool = False
     opt: OptState = OptState.OPT_IN
@@ -269,6 +277,10 @@ class DREvent:
             parts.append(f"import <= {self.import_cap_w / 1000:.2f} kW")
         if self.price_per_kwh is not None:
             parts.append(f"price {self.price_per_kwh:.4g}/kWh")
+        if self.export_cap_w is not None:
+            parts.append(f"export <= {self.export_cap_w / 1000:.2f} kW")
+        if self.generation_cap_w is not None:
+            parts.append(f"generation <= {self.generation_cap_w / 1000:.2f} kW")
         return ", ".join(parts) or "no objective"
 
     def segments(self) -> list[tuple[float, float, DRInterval]]:
@@ -276,7 +288,14 @@ class DREvent:
         t0 = self.effective_start_ts
         if not self.intervals:
             whole = DRInterval(
-                0.0, self.duration_s, self.shed_w, self.import_cap_w, self.price_per_kwh, self.level
+                0.0,
+                self.duration_s,
+                self.shed_w,
+                self.import_cap_w,
+                self.price_per_kwh,
+                self.level,
+                self.export_cap_w,
+                self.generation_cap_w,
             )
             return [(t0, self.end_ts, whole)]
         out = []
@@ -307,6 +326,8 @@ class DREvent:
             "end_ts": None if math.isinf(self.end_ts) else self.end_ts,
             "shed_w": self.shed_w,
             "import_cap_w": self.import_cap_w,
+            "export_cap_w": self.export_cap_w,
+            "generation_cap_w": self.generation_cap_w,
             "price_per_kwh": self.price_per_kwh,
             "level": self.level,
             "intervals": [iv.to_json() for iv in self.intervals],
@@ -337,6 +358,8 @@ class DREvent:
             randomization_s=float(d.get("randomization_s", 0.0)),
             shed_w=d.get("shed_w"),
             import_cap_w=d.get("import_cap_w"),
+            export_cap_w=d.get("export_cap_w"),
+            generation_cap_w=d.get("generation_cap_w"),
             price_per_kwh=d.get("price_per_kwh"),
             level=d.get("level"),
             intervals=tuple(DRInterval.from_json(i) for i in d.get("intervals", [])),
@@ -368,7 +391,7 @@ def _check(event: DREvent) -> None:
     if event.randomization_s < 0:
         problems.append("randomization_s must be >= 0")
     for values in (event, *event.intervals):
-        for name in ("shed_w", "import_cap_w", "price_per_kwh"):
+        for name in ("shed_w", "import_cap_w", "price_per_kwh", "export_cap_w", "generation_cap_w"):
             v = getattr(values, name)
             if v is not None and (isinstance(v, bool) or not math.isfinite(v)):
                 problems.append(f"{name} = {v!r} must be a finite number")
@@ -956,6 +979,23 @@ class DRManager:
             caps.extend(self._caps(ev, values, base))
         return min(caps) if caps else None
 
+    def controller_export_cap_w(self, now: float | None = None) -> float | None:
+        """The tightest grid export cap (W) of the events in force at ``now``; None when none caps export."""
+        return self._tightest("export_cap_w", now)
+
+    def controller_generation_cap_w(self, now: float | None = None) -> float | None:
+        """The tightest PV generation cap (W) of the events in force at ``now``; None when none caps it."""
+        return self._tightest("generation_cap_w", now)
+
+    def _tightest(self, name: str, now: float | None) -> float | None:
+        now = self.clock.now() if now is None else now
+        caps = [
+            float(getattr(v, name))
+            for ev in self.in_force(now)
+            if (v := ev.values_at(now)) is not None and getattr(v, name) is not None
+        ]
+        return max(0.0, min(caps)) if caps else None
+
     def _caps(self, ev: DREvent, values: DRInterval, base: float | None) -> list[float]:
         caps = []
         if values.import_cap_w is not None:
@@ -1033,6 +1073,19 @@ class DRManager:
                         cap = fallback if cap is None or fallback is None else min(cap, fallback)
                 if cap is not None:
                     windows.append(DRWindow(k0, k1, cap, None, None, ev.key))
+                if values.export_cap_w is not None or values.generation_cap_w is not None:
+                    windows.append(
+                        DRWindow(
+                            k0,
+                            k1,
+                            None,
+                            None,
+                            None,
+                            ev.key,
+                            export_cap_w=values.export_cap_w,
+                            generation_cap_w=values.generation_cap_w,
+                        )
+                    )
         return tuple(sorted(windows, key=lambda w: (w.start_step, w.end_step, w.event_id)))
 
     @staticmethod

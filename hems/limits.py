@@ -27,6 +27,8 @@ class LimitInputs:
     dr_import_cap_w: float | None = None  # the tightest active DR import limit, W
     dr_event: str = ""  # id of the event setting it, for the reasons
     dr_level: LevelResponse | None = None  # the default response of a SIMPLE level event in force
+    export_cap_w: float | None = None  # a utility's export limit in force (IEEE 2030.5 opModExpLimW)
+    generation_cap_w: float | None = None  # a utility's PV generation limit in force (0 = cease to energize)
 
 
 def projected_import_w(d: Decision, s: HomeState, params: HomeParams) -> float:
@@ -102,6 +104,27 @@ def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInp
         if room_w < wh.power_w and tank_ok:
             d = replace(d, water_heater_enabled=False)
             reasons.append("water heater held off during the DR event")
+
+    # 3b. the utility's export and generation limits: PV ceiling first, then absorb or curtail the excess
+    if limits.generation_cap_w is not None:
+        ceiling = (
+            limits.generation_cap_w if d.pv_limit_w is None else min(d.pv_limit_w, limits.generation_cap_w)
+        )
+        d = replace(d, pv_limit_w=max(0.0, ceiling))
+        reasons.append(f"utility generation limit {limits.generation_cap_w / 1000:.1f} kW")
+    if limits.export_cap_w is not None:
+        excess = -projected_import_w(d, s, params) - limits.export_cap_w
+        if excess > 0:
+            battery = d.battery_charge_power_w if d.battery_charge_power_w is not None else 0.0
+            room = max(0.0, b.max_charge_w - battery) if s.battery_soc_pct < b.max_soc_pct - 0.5 else 0.0
+            take = min(room, excess)
+            if take > 0:
+                d = replace(d, battery_charge_power_w=battery + take)
+                excess -= take
+            if excess > 0:
+                pv_now = s.pv_power_w if d.pv_limit_w is None else min(s.pv_power_w, d.pv_limit_w)
+                d = replace(d, pv_limit_w=max(0.0, pv_now - excess))
+            reasons.append(f"utility export limit {limits.export_cap_w / 1000:.1f} kW")
 
     # 4. battery reserve (a DR event may go below it: that is what the reserve is for)
     in_dr = cap is not None or (level is not None and level.level > 0)

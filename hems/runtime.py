@@ -96,7 +96,13 @@ class Runtime:
         if self.dr is None:
             return None, "", None
         events = ",".join(e.event_id for e in self.dr.in_force(now))
-        return self.dr.controller_limit_w(now), events, self.dr.level_in_force(now)
+        return (
+            self.dr.controller_limit_w(now),
+            events,
+            self.dr.level_in_force(now),
+            self.dr.controller_export_cap_w(now),
+            self.dr.controller_generation_cap_w(now),
+        )
 
     def _store_plan(self, plan, inputs, reason: str) -> None:
         """Every plan is kept with the forecast it used: the latest in full, each one as a summary event."""
@@ -164,6 +170,8 @@ class Runtime:
             dispatch = getattr(integration, "dispatch", None)
             if dispatch is not None and hasattr(dispatch, "active_override"):
                 self.controller.overrides.append(dispatch.active_override)
+            if callable(getattr(integration, "der_limits", None)):  # e.g. IEEE 2030.5 DER controls
+                self.controller.der_limits.append(integration.der_limits)
         self.controller.start()
         if serve_web:
             await self._start_web()

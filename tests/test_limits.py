@@ -1,5 +1,7 @@
 """Priority-ordered limits: safety, service limit, DR, reserve — each only tightens what the strategy asked."""
 
+from dataclasses import replace
+
 import pytest
 
 from hems.bus import Bus
@@ -10,7 +12,7 @@ from hems.limits import LimitInputs, apply_limits, projected_import_w
 from hems.model import Capability, DeviceInfo, Quantity, Reading, Setting
 from hems.mpc import PlannerStrategy
 from hems.planner import PlannerError
-from hems.rules import Decision, HomeState
+from hems.rules import Decision, HomeState, RulesStrategy
 from hems.tariff import Tariff
 
 P = HomeParams()
@@ -150,3 +152,56 @@ async def test_dispatch_override_replaces_the_plan_but_not_the_limits():
     bus.publish(Reading("inverter", Quantity.SOC_PCT, 80.0, t))
     await controller.step()
     assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value == -5000.0
+
+
+def test_utility_export_limit_charges_the_battery_then_curtails_pv():
+    d = Decision(battery_charge_power_w=0.0, ev_power_limit_w=0.0, water_heater_enabled=True)
+    s = state(pv_power_w=8000.0, home_load_w=1000.0, battery_soc_pct=50.0)
+    out = apply_limits(d, s, P, LimitInputs(export_cap_w=2000.0))
+    assert out.battery_charge_power_w == pytest.approx(5000.0)  # 7 kW surplus: 5 kW stored, 2 kW exported
+    full = apply_limits(
+        d,
+        state(pv_power_w=8000.0, home_load_w=1000.0, battery_soc_pct=100.0),
+        P,
+        LimitInputs(export_cap_w=2000.0),
+    )
+    assert full.pv_limit_w == pytest.approx(3000.0)  # battery full: PV curtailed to home + 2 kW
+    assert -projected_import_w(
+        full, state(pv_power_w=8000.0, home_load_w=1000.0, battery_soc_pct=100.0), P
+    ) == (pytest.approx(2000.0))
+    stop = apply_limits(d, s, P, LimitInputs(generation_cap_w=0.0))
+    assert stop.pv_limit_w == 0.0  # cease to energize
+
+
+def test_planner_honours_an_export_cap_window():
+    from hems.planner import DRWindow, plan
+    from hems.planner.scenarios import simple_inputs
+
+    inputs = simple_inputs(16, pv_w=7000.0, base_w=500.0, export_price=0.10, battery_soc_pct=100.0)
+    inputs = replace(inputs, dr_windows=(DRWindow(4, 12, export_cap_w=1500.0, event_id="sep2:x"),))
+    p = plan(P, inputs)
+    assert max(p.grid_export_w[4:12]) <= 1500.0 + 1e-6
+    assert max(p.grid_export_w[:4]) > 5000.0  # outside the window the surplus is sold
+    assert p.pv_curtailed_w[4:12].sum() > 0  # what cannot be stored or used is curtailed
+
+
+async def test_controller_takes_utility_der_limits():
+    clock = ManualClock(1_783_458_000.0)
+    bus = Bus(clock)
+    meter = Dev("meter", {Capability.GRID_METER})
+    inverter = Dev("inverter", {Capability.BATTERY, Capability.PV_INVERTER})
+    for d in (meter, inverter):
+        bus.add_device(d)
+    t = clock.now()
+    bus.publish_many(
+        [
+            Reading("meter", Quantity.GRID_POWER_W, -7000.0, t),
+            Reading("inverter", Quantity.SOC_PCT, 100.0, t),
+            Reading("inverter", Quantity.BATTERY_POWER_W, 0.0, t),
+            Reading("inverter", Quantity.PV_POWER_W, 8000.0, t),
+        ]
+    )
+    controller = Controller(bus, RulesStrategy(Tariff.default(), P), P)
+    controller.der_limits.append(lambda now: {"export_cap_w": 0.0})
+    await controller.step()
+    assert bus.asked("inverter", Setting.PV_LIMIT_W).value == pytest.approx(1000.0)  # zero export

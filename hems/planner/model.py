@@ -286,7 +286,17 @@ def build(params: HomeParams, inputs: PlanInputs, settings: PlannerSettings) -> 
         at["imp_sv"].size, 0.0, INF, (p_imp[at["imp_sv"]] + s.service_limit_excess_per_kwh) * dt
     )
     lp.coef(bal[at["imp_sv"]], ix["imp_sv"], 1.0)
-    exp_lim = service if inputs.export_limit_w is None else min(service, max(inputs.export_limit_w, 0) / 1e3)
+    exp_lim_kw = (
+        service if inputs.export_limit_w is None else min(service, max(inputs.export_limit_w, 0) / 1e3)
+    )
+    exp_lim = np.full(n, exp_lim_kw)
+    gen_lim = np.full(n, INF)
+    for w in inputs.dr_windows:  # a utility's export / generation limits (IEEE 2030.5) in their window
+        s0, s1 = max(w.start_step, 0), max(min(w.end_step, n), 0)
+        if w.export_cap_w is not None:
+            exp_lim[s0:s1] = np.minimum(exp_lim[s0:s1], max(float(w.export_cap_w), 0.0) / 1e3)
+        if w.generation_cap_w is not None:
+            gen_lim[s0:s1] = np.minimum(gen_lim[s0:s1], max(float(w.generation_cap_w), 0.0) / 1e3)
     data["exp_lim"] = exp_lim
     # where import pays at least as much as export earns and export earns nothing (p_imp < p_exp <= 0),
     # exporting only ever wastes energy that curtailment or not discharging would keep: no export
@@ -297,6 +307,7 @@ def build(params: HomeParams, inputs: PlanInputs, settings: PlannerSettings) -> 
     data["inv"] = inv
     has_battery = params.battery.capacity_wh > 0
     pv_ub = pv_fc if has_battery or inv <= 0 else np.minimum(pv_fc, inv)
+    pv_ub = np.minimum(pv_ub, gen_lim)
     ix["pv"] = lp.cols(n, 0.0, pv_ub, -s.pv_use_bonus_per_kwh * dt)
     lp.coef(bal, ix["pv"], 1.0)
     max_load = base.copy()  # upper bounds of consumption and generation, for tight big-Ms
@@ -560,7 +571,7 @@ def build(params: HomeParams, inputs: PlanInputs, settings: PlannerSettings) -> 
             hit = np.isin(k, both)
             lp.coef(r[np.searchsorted(both, k[hit])], ix[name][hit], 1.0)
         m_imp = np.where(base[both] > service, max_load[both], np.minimum(max_load[both], service))
-        m_exp = np.clip(max_gen[both] - base[both], 0.0, exp_lim)
+        m_exp = np.clip(max_gen[both] - base[both], 0.0, exp_lim[both])
         lp.coef(r, y, -m_imp)
         r = lp.rows(both.size, -INF, m_exp)
         lp.coef(r, ix["exp"][both], 1.0)

@@ -49,6 +49,8 @@ class DRWindow:
     shed_w: float | None = None
     baseline_w: np.ndarray | None = None
     event_id: str = ""
+    export_cap_w: float | None = None  # grid export <= this in the window (hard: PV can always be curtailed)
+    generation_cap_w: float | None = None  # PV used <= this in the window
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,12 @@ class Sep2Integration:
     def status(self) -> dict:
         return self.client.status()
 
+    def der_limits(self, now: float) -> dict:
+        """For the gateway's controller (see ``Sep2Client.der_limits``); once consulted, the client stops
+        writing setpoints itself."""
+        self.client.controlled_by_gateway = True
+        return self.client.der_limits(now)
+
 
 def create(ctx: IntegrationContext) -> Sep2Integration:
     return Sep2Integration(ctx)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
 import ssl
 from collections.abc import Callable
@@ -149,6 +150,9 @@ class Sep2Client:
         self.cycles = 0
         self.reported = Reported()
         self.applied_pv_w: Any = _UNSET
+        # set by the runtime when its controller consults der_limits(): then this client sends no setpoints of
+        # its own (two writers of one setpoint would fight)
+        self.controlled_by_gateway = False
         self.applied_battery_w: Any = _UNSET
         self.modes_in_force: r.DERControlBase = r.DERControlBase()
         self._session: aiohttp.ClientSession | None = None
@@ -632,9 +636,31 @@ class Sep2Client:
                 log.exception("2030.5: applying controls failed")
             await self.clock.sleep(self.tick_s)
 
+    def der_limits(self, now: float | None = None) -> dict:
+        """The utility's limits in force now for the gateway's controller (defaults included): ``export_cap_w``,
+        ``generation_cap_w`` (0 when told to disconnect or cease to energize) and ``battery_charge_power_w``
+        (opModTargetW / opModFixedW), each only when set. The controller tightens its decision with them."""
+        base = self.controls_in_force(now)
+        out: dict = {}
+        if base.op_mod_exp_lim_w is not None:
+            out["export_cap_w"] = max(0.0, float(base.op_mod_exp_lim_w))
+        gen = [v for v in (base.op_mod_gen_lim_w,) if v is not None]
+        if base.op_mod_max_lim_pct is not None and math.isfinite(self.rated_pv_w):
+            gen.append(base.op_mod_max_lim_pct / 100.0 * self.rated_pv_w)
+        if base.op_mod_connect is False or base.op_mod_energize is False:
+            gen.append(0.0)
+        if gen:
+            out["generation_cap_w"] = max(0.0, min(gen))
+        batt = rules.battery_setpoint_w(base, self.rated_battery_w)
+        if batt is not None:
+            out["battery_charge_power_w"] = batt
+        return out
+
     async def apply_controls(self) -> None:
         base = self.controls_in_force()
         self.modes_in_force = base
+        if self.controlled_by_gateway:  # the controller applies der_limits() with the other limits
+            return
         pv = rules.pv_limit_w(base, self.rated_pv_w)
         if pv != self.applied_pv_w and not (pv is None and self.applied_pv_w is _UNSET):
             if await self._send_all(Capability.PV_INVERTER, Setting.PV_LIMIT_W, pv):

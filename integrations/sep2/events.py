@@ -118,6 +118,7 @@ def to_dr_event(
     import_cap = None
     shed = None
     level = None
+    export_cap = generation_cap = None
     ref: dict = {
         "kind": ev.kind,
         "mrid": ev.mrid,
@@ -136,6 +137,12 @@ def to_dr_event(
         export = export_limit_w(ev.base)
         if export is not None:
             ref["export_limit_w"] = export
+        export_cap = None if ev.base.op_mod_exp_lim_w is None else max(0.0, float(ev.base.op_mod_exp_lim_w))
+        generation_cap = (
+            None if ev.base.op_mod_gen_lim_w is None else max(0.0, float(ev.base.op_mod_gen_lim_w))
+        )
+        if ev.base.op_mod_connect is False or ev.base.op_mod_energize is False:
+            generation_cap = 0.0
     else:
         shed = ev.target_reduction_w
         level = 2 if ev.appliance_load_reduction == 1 else 1
@@ -152,6 +159,8 @@ def to_dr_event(
         randomization_s=rand,
         shed_w=shed,
         import_cap_w=import_cap,
+        export_cap_w=export_cap,
+        generation_cap_w=generation_cap,
         level=level,
         priority=tracked.primacy + 1,  # the core's 0 means "unspecified"; 2030.5 primacy 0 is the highest
         source_ref=ref,
