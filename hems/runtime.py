@@ -196,9 +196,11 @@ class Runtime:
             # where the peer listens wins over the file: the simulated device dials exactly that
             integrations[name] = {**integrations.get(name, {}), **peer.section}
             devices.extend(peer.devices)
-            log.info(
-                "dev mode: %s served over %s by its simulated peer", ", ".join(sorted(peer.replaces)), name
-            )
+            if peer.replaces:
+                who = ", ".join(sorted(peer.replaces))
+                log.info("dev mode: %s served over %s by its simulated peer", who, name)
+            else:
+                log.info("dev mode: %s talks to its simulated peer", name)
         if "sim" in integrations and replaced:
             exclude = set(integrations["sim"].get("exclude", [])) | replaced
             integrations["sim"]["exclude"] = sorted(exclude)
