@@ -8,7 +8,9 @@ a command is reported once and does not stop the others.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -23,7 +25,44 @@ log = logging.getLogger(__name__)
 OVERRIDE_FIELDS = ("battery_charge_power_w", "ev_power_limit_w", "water_heater_enabled")
 
 
-def state_from_bus(bus: Bus) -> HomeState | None:
+class ReadingHistory:
+    """The last minute of the powers that make up the home-load estimate, so that the estimate can use
+    values from the same moment as the grid meter's reading. Devices report at their own pace (a Zigbee meter
+    every few seconds, an OCPP charger with its meter values): subtracting a fresh EV power from a stale grid
+    reading would make the controller chase a load that is not there."""
+
+    QUANTITIES = frozenset({Quantity.BATTERY_POWER_W, Quantity.PV_POWER_W, Quantity.POWER_W})
+    KEEP_S = 60.0
+
+    def __init__(self, bus: Bus) -> None:
+        self._sub = bus.subscribe(maxsize=10_000)
+        self._series: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+
+    def update(self) -> None:
+        for r in self._sub.drain():
+            if (
+                r.quantity in self.QUANTITIES
+                and isinstance(r.value, int | float)
+                and not isinstance(r.value, bool)
+            ):
+                q = self._series.setdefault((r.device_id, r.quantity), deque())
+                q.append((r.ts, float(r.value)))
+                while q and q[0][0] < r.ts - self.KEEP_S:
+                    q.popleft()
+
+    def at(self, device_id: str, quantity: str, ts: float, default: float) -> float:
+        """The value the device reported last at or before ``ts``; ``default`` when none is kept."""
+        q = self._series.get((device_id, quantity))
+        if not q:
+            return default
+        i = bisect.bisect_right([t for t, _ in q], ts)
+        return q[i - 1][1] if i > 0 else q[0][1]
+
+    def close(self) -> None:
+        self._sub.close()
+
+
+def state_from_bus(bus: Bus, history: ReadingHistory | None = None) -> HomeState | None:
     """The controller's view of the home; None until the grid meter and battery have reported."""
     meter = bus.first(Capability.GRID_METER)
     battery = bus.first(Capability.BATTERY)
@@ -59,8 +98,26 @@ def state_from_bus(bus: Bus) -> HomeState | None:
         indoor = bus.value(tid, Quantity.INDOOR_TEMP_C)
         outdoor = bus.value(tid, Quantity.OUTDOOR_TEMP_C)
         hvac_w = _num(bus.value(tid, Quantity.POWER_W, 0.0))
-    # The meter is the balance: what is neither PV, battery nor EV is the home's load.
-    home_w = float(grid_w) + pv_w - float(batt_w) - ev_w
+    # The meter is the balance: what is neither PV, battery nor EV is the home's load, all taken at the moment
+    # of the meter's reading where the history has it.
+    at_pv, at_batt, at_ev = pv_w, float(batt_w), ev_w
+    grid_reading = bus.latest(meter.info.device_id, Quantity.GRID_POWER_W)
+    if history is not None and grid_reading is not None:
+        history.update()
+        t = grid_reading.ts
+        at_pv = sum(
+            history.at(
+                d.info.device_id,
+                Quantity.PV_POWER_W,
+                t,
+                _num(bus.value(d.info.device_id, Quantity.PV_POWER_W, 0.0)),
+            )
+            for d in bus.devices(Capability.PV_INVERTER)
+        )
+        at_batt = history.at(battery.info.device_id, Quantity.BATTERY_POWER_W, t, float(batt_w))
+        if charger is not None:
+            at_ev = history.at(charger.info.device_id, Quantity.POWER_W, t, ev_w)
+    home_w = float(grid_w) + at_pv - at_batt - at_ev
     return HomeState(
         ts=bus.clock.now(),
         pv_power_w=pv_w,
@@ -133,6 +190,7 @@ class Controller:
         self.dr_limit = dr_limit  # now -> (import cap W or None, event ids, SIMPLE level response or None)
         self._last_ts: float | None = None
         self._poked = asyncio.Event()
+        self.history = ReadingHistory(bus)
         # callables now -> {"battery_charge_power_w"?, "ev_power_limit_w"?, "water_heater_enabled"?, "reasons"}
         self.overrides: list[Callable[[float], dict | None]] = []
         # callables now -> {"export_cap_w"?, "generation_cap_w"?, "battery_charge_power_w"?} from utility DER controls
@@ -142,7 +200,7 @@ class Controller:
         self._refused: set[tuple[str, str]] = set()
 
     async def step(self) -> Decision | None:
-        state = state_from_bus(self.bus)
+        state = state_from_bus(self.bus, self.history)
         if state is None:
             return None
         observe = getattr(self.strategy, "observe", None)

@@ -205,3 +205,35 @@ async def test_controller_takes_utility_der_limits():
     controller.der_limits.append(lambda now: {"export_cap_w": 0.0})
     await controller.step()
     assert bus.asked("inverter", Setting.PV_LIMIT_W).value == pytest.approx(1000.0)  # zero export
+
+
+def test_home_load_uses_values_from_the_meters_moment():
+    from hems.controller import ReadingHistory, state_from_bus
+
+    clock = ManualClock(1_783_530_000.0)
+    bus = Bus(clock)
+    for d in (
+        Dev("meter", {Capability.GRID_METER}),
+        Dev("inverter", {Capability.BATTERY, Capability.PV_INVERTER}),
+        Dev("charger", {Capability.EV_CHARGER}),
+    ):
+        bus.add_device(d)
+    history = ReadingHistory(bus)
+    t = clock.now()
+    bus.publish_many(
+        [
+            Reading("inverter", Quantity.SOC_PCT, 60.0, t),
+            Reading("inverter", Quantity.BATTERY_POWER_W, 0.0, t),
+            Reading("inverter", Quantity.PV_POWER_W, 0.0, t),
+            Reading("charger", Quantity.EV_PLUGGED, True, t),
+            Reading("charger", Quantity.POWER_W, 11000.0, t),
+            Reading("meter", Quantity.GRID_POWER_W, 12000.0, t),  # 1 kW home + 11 kW EV
+        ]
+    )
+    # the EV was paused: the charger reports 0 W at once, the meter's next report is still to come
+    bus.publish(Reading("charger", Quantity.POWER_W, 0.0, t + 3))
+    naive = state_from_bus(bus)
+    consistent = state_from_bus(bus, history)
+    assert naive.home_load_w == pytest.approx(12000.0)  # stale meter minus fresh EV: a phantom 11 kW load
+    assert consistent.home_load_w == pytest.approx(1000.0)
+    history.close()
