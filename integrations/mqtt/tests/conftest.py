@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -21,11 +19,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
+import hems.pki as pki_mod
 from hems.bus import Bus
 from hems.clock import RealClock
 from hems.config import Config, GatewayConfig
@@ -114,42 +111,15 @@ def broker(tmp_path):
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return pki_mod.name(cn)
 
 
-def _cert(subject: str, key, issuer: x509.Name, issuer_key, *, ca=False, server=False):
-    now = dt.datetime.now(dt.UTC)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        b = b.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
+def _cert(subject: str, key, issuer, issuer_key, *, ca: bool = False, server: bool = False):
+    return pki_mod.certificate(subject, key, issuer, issuer_key, ca=ca, server=server)
 
 
 def _write(path: Path, cert, key) -> tuple[str, str]:
-    crt, pem = path.with_suffix(".crt"), path.with_suffix(".key")
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return str(crt), str(pem)
+    return pki_mod.write_pem(path, cert, key)
 
 
 @pytest.fixture(scope="session")
