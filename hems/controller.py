@@ -220,6 +220,15 @@ class Controller:
                 der = source(state.ts) or {}
                 export_cap = _tighter(export_cap, der.get("export_cap_w"))
                 generation_cap = _tighter(generation_cap, der.get("generation_cap_w"))
+                if der.get("battery_max_charge_w") is not None:  # a utility load limit on the battery
+                    ceiling = float(der["battery_max_charge_w"])
+                    wanted = decision.battery_charge_power_w
+                    if wanted is None or wanted > ceiling:
+                        decision = replace(
+                            decision,
+                            battery_charge_power_w=ceiling if wanted is None else min(wanted, ceiling),
+                            reasons=(*decision.reasons, f"utility load limit {ceiling / 1000:.1f} kW"),
+                        )
                 if der.get("battery_charge_power_w") is not None:
                     decision = replace(
                         decision,

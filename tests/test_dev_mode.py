@@ -171,14 +171,14 @@ async def test_plan_api_and_stored_plan(tmp_path):
     await rt.start()
     try:
         async with aiohttp.ClientSession() as s:
-            for _ in range(50):
+            for _ in range(300):  # generous: a loaded CI machine may take seconds to start every peer
                 async with s.get(rt.url + "/api/plan") as resp:
                     if resp.status == 200:
                         plan = await resp.json()
                         break
                 await asyncio.sleep(0.1)
             else:
-                pytest.fail("no plan within 5 s")
+                pytest.fail("no plan within 30 s")
         assert len(plan["grid_w"]) == 96 and len(plan["reasons"]) == 96
         assert plan["status"] in ("optimal", "feasible", "time_limit")
         assert len(plan["forecast"]["pv_w"]) == 96 and plan["forecast"]["period"][0] == "shoulder"

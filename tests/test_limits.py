@@ -237,3 +237,27 @@ def test_home_load_uses_values_from_the_meters_moment():
     assert naive.home_load_w == pytest.approx(12000.0)  # stale meter minus fresh EV: a phantom 11 kW load
     assert consistent.home_load_w == pytest.approx(1000.0)
     history.close()
+
+
+async def test_utility_load_limit_caps_battery_charging():
+    clock = ManualClock(1_783_400_000.0)  # Monday 6 July 2026, 21:53 local: shoulder, then off-peak
+    bus = Bus(clock)
+    for d in (
+        Dev("meter", {Capability.GRID_METER}),
+        Dev("inverter", {Capability.BATTERY, Capability.PV_INVERTER}),
+    ):
+        bus.add_device(d)
+    t = clock.now()
+    bus.publish_many(
+        [
+            Reading("meter", Quantity.GRID_POWER_W, 500.0, t),
+            Reading("inverter", Quantity.SOC_PCT, 30.0, t),
+            Reading("inverter", Quantity.BATTERY_POWER_W, 0.0, t),
+            Reading("inverter", Quantity.PV_POWER_W, 0.0, t),
+        ]
+    )
+    controller = Controller(bus, RulesStrategy(Tariff.default(), P), P)
+    controller.der_limits.append(lambda now: {"battery_max_charge_w": 2000.0})
+    clock.set(1_783_404_000.0)  # 23:00: off-peak, the rule table charges at full power
+    await controller.step()
+    assert bus.asked("inverter", Setting.BATTERY_CHARGE_POWER_W).value == 2000.0

@@ -7,14 +7,23 @@ Flow (every link followed by its ``href``, nothing hard-coded but the DeviceCapa
                      ─▶ EndDeviceList (our EndDevice by LFDI, else registered by POST) ─▶ Registration (PIN)
                         ─▶ FunctionSetAssignmentsList ─▶ DERProgramList (by primacy) ─▶ DefaultDERControl,
                                                                                          DERControlList
+                                                                                         (─▶ DERCurve)
                                                       ─▶ DemandResponseProgramList ─▶ EndDeviceControlList
+                                                      ─▶ TariffProfileList ─▶ RateComponentList (ReadingType)
+                                                         ─▶ TimeTariffIntervalList ─▶ ConsumptionTariffIntervalList
                         ─▶ DERList ─▶ DER (DERCapability, DERSettings, DERStatus, DERAvailability: PUT)
                      ─▶ MirrorUsagePointList (POST a MirrorUsagePoint, then MirrorMeterReadings to it)
 
-Every event becomes a ``DREvent`` (``source = "sep2"``) in the ``DRManager``, which keeps its lifecycle (random
+Lists are read whole, page by page (``?s=<start>&l=<limit>``, until ``all`` items are read), so an event withdrawn
+from a long list is still noticed. Every event becomes a ``DREvent`` (``source = "sep2"``) in the ``DRManager``, which keeps its lifecycle (random
 start offset, started, completed, cancelled) and tells this client (the source's ``DRResponder``), which POSTs
 the Response to ``replyTo`` when ``responseRequired`` asks. Supersession (primacy, then creationTime) and
-cancellation (EventStatus, or an event withdrawn from a complete list) are decided here. The control modes in
+cancellation (EventStatus, or an event withdrawn from a complete list) are decided here; a superseded event
+whose superseding event goes away (cancelled, withdrawn) while it is still within its window is reinstated as a
+new version. Each TimeTariffInterval becomes a price event (``price-<mRID>``, ``price_per_kwh`` in the
+TariffProfile's currency per kWh) for the planner (``DRManager.prices``). DERCurves a control links to
+(opModVoltVar, opModFreqWatt...) are read, kept on the event (``source_ref["curves"]``) and reported in
+``status()``, but not actuated: the inverter keeps its own curve settings. The control modes in
 force (active controls, else DefaultDERControl) are applied directly to the PV inverter (``pv_limit_w``) and, for
 opModTargetW/opModFixedW, to the battery, every ``tick_s``, also while the server is unreachable: what was last
 received stays in force until it expires, then DefaultDERControl holds. Failed cycles retry with backoff; every
@@ -30,7 +39,7 @@ import math
 import random
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
@@ -38,7 +47,7 @@ import aiohttp
 
 from hems.bus import Bus
 from hems.clock import Clock
-from hems.dr import DREvent, DRManager, DRNotice
+from hems.dr import DREvent, DRManager, DRNotice, DRState
 from hems.model import Capability, Command, CommandError, Quantity, Setting
 from hems.store import Store
 
@@ -49,7 +58,8 @@ from .config import Sep2Config
 
 log = logging.getLogger("integrations.sep2")
 
-LIST_PAGE = "s=0&l=255"
+LIST_LIMIT = 255  # items asked for per list page (the most the standard's ``l`` allows in one page)
+MAX_LIST_PAGES = 64
 TLS12_CIPHERS = "ECDHE-ECDSA-AES128-CCM8:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:!aNULL:!eNULL:!SHA1"
 KV_STATE = "sep2.state"
 _UNSET: Any = object()
@@ -135,12 +145,17 @@ class Sep2Client:
         self.mup_href: str | None = None
         self.programs: dict[str, _Program] = {}
         self.tracked: dict[str, rules.Tracked] = {}  # mRID -> event as last seen
+        self.price_intervals: dict[
+            str, tuple[str, str]
+        ] = {}  # TimeTariffInterval mRID -> (RateComponent, DR key)
+        self._curve_modes_logged: set[str] = set()
         self._fingerprints: dict[str, tuple[str, int]] = {}  # mRID -> (content digest, modification number)
         self._duration_draws: dict[str, float] = {}
         self._cancel_codes: dict[str, int] = {}  # DR key -> Response status to send on its cancellation
         self._responded: set[tuple[str, int]] = set()
         self._pending: list[tuple[str, bytes, tuple[str, int]]] = []  # (url, body, (mRID, status))
         self._cache: dict[str, _Cached] = {}
+        self._flush_lock = asyncio.Lock()
         # health
         self.refused = 0
         self.last_refusal = ""
@@ -233,6 +248,23 @@ class Sep2Client:
                 key=lambda d: d["primacy"],
             ),
             "controls": sorted(self.tracked),
+            "curves": {
+                mrid: {mode: c.to_json() for mode, c in t.curves.items()}
+                for mrid, t in sorted(self.tracked.items())
+                if t.curves
+            },
+            "prices": [
+                {
+                    "mrid": ev.source_ref.get("mrid"),
+                    "start_ts": ev.effective_start_ts,
+                    "end_ts": ev.end_ts,
+                    "price_per_kwh": ev.price_per_kwh,
+                    "currency": ev.source_ref.get("currency"),
+                    "state": str(ev.state),
+                }
+                for ev in (self.dr.get(key) for _, key in self.price_intervals.values())
+                if ev is not None
+            ],
             "modes_in_force": self.modes_in_force.to_json(),
             "pv_limit_w": None if self.applied_pv_w is _UNSET else self.applied_pv_w,
             "cycles": self.cycles,
@@ -306,18 +338,7 @@ class Sep2Client:
         cached = self._cache.get(href)
         if cached is not None and now < cached.due_ts:
             return cached.value
-        target = href
-        if list_page:
-            target = f"{href}{'&' if '?' in href else '?'}{LIST_PAGE}"
-        status, body, _ = await self._request("GET", target)
-        if status != 200:
-            raise ServerUnavailable(
-                f"GET {href}: HTTP {status} {body[:200].decode('utf-8', 'replace')}".strip()
-            )
-        try:
-            value = parse(r.parse_xml(body))
-        except (r.RefusedXML, r.ResourceError) as exc:
-            raise self._refuse(f"GET {href}", str(exc)) from None
+        value = await (self._get_list(href, parse) if list_page else self._fetch(href, href, parse))
         if on_fresh is not None:
             on_fresh(value)
         rate = getattr(value, "poll_rate_s", None)
@@ -327,6 +348,49 @@ class Sep2Client:
             rate = self.cfg.poll_default_s
         self._cache[href] = _Cached(value, now + max(self.min_poll_s, float(rate)))
         return value
+
+    async def _fetch(self, href: str, target: str, parse: Callable) -> Any:
+        status, body, _ = await self._request("GET", target)
+        if status != 200:
+            raise ServerUnavailable(
+                f"GET {target}: HTTP {status} {body[:200].decode('utf-8', 'replace')}".strip()
+            )
+        try:
+            return parse(r.parse_xml(body))
+        except (r.RefusedXML, r.ResourceError) as exc:
+            raise self._refuse(f"GET {href}", str(exc)) from None
+
+    async def _get_list(self, href: str, parse: Callable) -> r.ResourceList:
+        """A whole list: pages of up to ``LIST_LIMIT`` items (``?s=<start>&l=<limit>``, the standard's query
+        parameters) until ``all`` items are read. A server answering fewer ``results`` per page than asked
+        (its own page size) is asked again from where it stopped. The list is ``complete`` only when every item
+        was read and ``all`` stayed the same from page to page (a list changing while paged is not used to
+        decide that an event was withdrawn)."""
+        sep = "&" if "?" in href else "?"
+        items: list[Any] = []
+        seen: set[str] = set()
+        first: r.ResourceList | None = None
+        total = 0
+        stable = True
+        for _ in range(MAX_LIST_PAGES):
+            page = await self._fetch(href, f"{href}{sep}s={len(items)}&l={LIST_LIMIT}", parse)
+            if first is None:
+                first, total = page, page.all
+            elif page.all != total:
+                stable = False
+                total = max(total, page.all)
+            for item in page.items:
+                ident = getattr(item, "mrid", None) or getattr(item, "href", None) or str(len(items))
+                if ident not in seen:
+                    seen.add(ident)
+                    items.append(item)
+            if not page.items or len(items) >= total:
+                break
+        else:
+            log.warning("2030.5: %s has more than %d pages; the rest is not read", href, MAX_LIST_PAGES)
+        assert first is not None
+        results = len(items) if stable else min(len(items), total - 1)
+        return r.ResourceList(first.href, first.poll_rate_s, total, max(0, results), tuple(items))
 
     def _next_due(self) -> float:
         if not self._cache:
@@ -400,6 +464,7 @@ class Sep2Client:
         programs: dict[str, _Program] = {}
         program_lists: list[str] = []
         dr_lists: list[str] = []
+        tariff_lists: list[str] = []
         if edev.fsa_list_link:
             fsas = await self._get(edev.fsa_list_link, r.parse_fsa_list, list_page=True)
             for fsa in fsas.items:
@@ -407,10 +472,14 @@ class Sep2Client:
                     program_lists.append(fsa.der_program_list_link)
                 if fsa.demand_response_program_list_link:
                     dr_lists.append(fsa.demand_response_program_list_link)
+                if fsa.tariff_profile_list_link:
+                    tariff_lists.append(fsa.tariff_profile_list_link)
         if not program_lists and dcap.der_program_list_link:
             program_lists.append(dcap.der_program_list_link)
         if not dr_lists and dcap.demand_response_program_list_link:
             dr_lists.append(dcap.demand_response_program_list_link)
+        if not tariff_lists and dcap.tariff_profile_list_link:
+            tariff_lists.append(dcap.tariff_profile_list_link)
         for href in dict.fromkeys(program_lists):
             plist = await self._get(href, r.parse_der_program_list, list_page=True)
             for prog in sorted(plist.items, key=lambda p: p.primacy):
@@ -425,7 +494,8 @@ class Sep2Client:
                         prog.der_control_list_link, r.parse_der_control_list, list_page=True
                     )
                     for ev in controls.items:
-                        fresh[ev.mrid] = rules.Tracked(ev, prog.primacy, prog.href)
+                        curves = await self._curves(ev)
+                        fresh[ev.mrid] = rules.Tracked(ev, prog.primacy, prog.href, curves)
                     if controls.complete:
                         complete.add(prog.href)
         for href in dict.fromkeys(dr_lists):
@@ -441,6 +511,7 @@ class Sep2Client:
                         complete.add(prog.href)
         self.programs = programs
         await self._reconcile(fresh, complete)
+        await self._poll_prices(list(dict.fromkeys(tariff_lists)))
         if edev.der_list_link and self.der is None:
             ders = await self._get(edev.der_list_link, r.parse_der_list, list_page=True)
             self.der = ders.items[0] if ders.items else None
@@ -493,6 +564,144 @@ class Sep2Client:
                 return ed
         raise ServerUnavailable(f"the server accepted EndDevice LFDI {self.lfdi} but does not list it")
 
+    # -- DER curves -----------------------------------------------------------------------------------------
+    async def _curves(self, ev: r.Event) -> dict[str, r.DERCurve]:
+        """The DERCurves a DERControl links to (opModVoltVar, opModFreqWatt, ...), each GET at its pollRate. A
+        curve that cannot be read or is not the curve its link names is left out (logged); the control's
+        other modes are still taken."""
+        if ev.base is None:
+            return {}
+        out: dict[str, r.DERCurve] = {}
+        for mode, href in ev.base.curve_links().items():
+            try:
+                curve = await self._get(href, r.parse_der_curve)
+            except ServerUnavailable as exc:  # refused, or not there: the curve last read is kept, if any
+                known = self.tracked.get(ev.mrid)
+                if known is not None and mode in known.curves and known.curves[mode].href in ("", href):
+                    out[mode] = known.curves[mode]
+                log.warning("2030.5: DERControl %s: %s curve %s not read: %s", ev.mrid, mode, href, exc)
+                continue
+            if curve.mode != mode:
+                log.warning(
+                    "2030.5: DERControl %s: %s links to a %s curve (%s); not used",
+                    ev.mrid,
+                    mode,
+                    curve.mode,
+                    href,
+                )
+                continue
+            out[mode] = curve
+            if mode not in self._curve_modes_logged:
+                self._curve_modes_logged.add(mode)
+                log.warning(
+                    "2030.5: DERControl %s sets %s (curve %s, %d points): recorded, but the gateway does not "
+                    "actuate %s on the inverter yet (the inverter's own settings stay in force)",
+                    ev.mrid,
+                    mode,
+                    href,
+                    len(curve.points),
+                    mode,
+                )
+        return out
+
+    # -- prices ---------------------------------------------------------------------------------------------
+    async def _poll_prices(self, tariff_lists: list[str]) -> None:
+        """TariffProfileList → TariffProfile → RateComponentList → RateComponent → TimeTariffIntervalList →
+        TimeTariffInterval → ConsumptionTariffIntervalList: each interval becomes a price event in the DR
+        manager; one withdrawn from a complete list, or cancelled by its EventStatus, is cancelled."""
+        fresh: dict[str, tuple[r.TimeTariffInterval, DREvent]] = {}
+        complete: set[str] = set()  # rate components whose interval lists were read whole
+        now = self.clock.now()
+        for href in tariff_lists:
+            profiles = await self._get(href, r.parse_tariff_profile_list, list_page=True)
+            for tp in profiles.items:
+                if not tp.rate_component_list_link:
+                    continue
+                rcs = await self._get(
+                    tp.rate_component_list_link, r.parse_rate_component_list, list_page=True
+                )
+                for rc in rcs.items:
+                    if not rc.time_tariff_interval_list_link:
+                        continue
+                    rt = None
+                    if rc.reading_type_link:
+                        rt = await self._get(rc.reading_type_link, r.parse_reading_type)
+                    ttis = await self._get(
+                        rc.time_tariff_interval_list_link, r.parse_time_tariff_interval_list, list_page=True
+                    )
+                    if ttis.complete:
+                        complete.add(rc.href)
+                    for tti in ttis.items:
+                        if tti.end - self.offset_s <= now and tti.mrid not in self.price_intervals:
+                            continue  # over before we saw it
+                        if not tti.consumption_tariff_interval_list_link:
+                            continue
+                        ctis = await self._get(
+                            tti.consumption_tariff_interval_list_link,
+                            r.parse_consumption_tariff_interval_list,
+                            list_page=True,
+                        )
+                        if not ctis.items:
+                            continue
+                        blocks = sorted(ctis.items, key=lambda c: c.consumption_block)
+                        price = r.price_per_kwh(blocks[0].price, tp, rt)
+                        dre = rules.price_event(
+                            tti,
+                            price,
+                            offset_s=self.offset_s,
+                            market_context=tp.href,
+                            primacy=tp.primacy,
+                            ref={
+                                "tariff_profile": tp.href,
+                                "rate_component": rc.href,
+                                "rate_code": tp.rate_code,
+                                "currency": tp.currency,
+                                "price_power_of_ten_multiplier": tp.price_power_of_ten_multiplier,
+                                "blocks": [
+                                    {
+                                        "consumption_block": c.consumption_block,
+                                        "start_value": c.start_value,
+                                        "price": c.price,
+                                        "price_per_kwh": r.price_per_kwh(c.price, tp, rt),
+                                    }
+                                    for c in blocks
+                                ],
+                            },
+                        )
+                        fresh[tti.mrid] = (tti, dre)
+        for mrid, (tti, dre) in fresh.items():
+            key = dre.key
+            current = self.dr.get(key)
+            status = tti.event_status
+            if status is not None and (status.cancelled or status.superseded):
+                if current is not None and not current.terminal:
+                    await self.dr.cancel(key, reason="price interval cancelled by the 2030.5 server")
+                continue
+            content = hashlib.sha256(repr((tti.start, tti.duration, dre.price_per_kwh)).encode()).hexdigest()[
+                :16
+            ]
+            fkey = f"tti:{mrid}"
+            seen = self._fingerprints.get(fkey)
+            mod = 0 if seen is None else (seen[1] if seen[0] == content else seen[1] + 1)
+            if seen != (content, mod):
+                self._fingerprints[fkey] = (content, mod)
+                self._save()
+            try:
+                await self.dr.receive(replace(dre, modification_number=mod))
+            except ValueError as exc:
+                log.warning("2030.5: refusing price interval %s: %s", mrid, exc)
+        for mrid, (rc_href, key) in self.price_intervals.items():
+            if mrid in fresh or rc_href not in complete:
+                continue
+            current = self.dr.get(key)
+            if current is not None and not current.terminal:
+                await self.dr.cancel(key, reason="price interval withdrawn from the 2030.5 server's list")
+        kept = {m: v for m, v in self.price_intervals.items() if m not in fresh and v[0] not in complete}
+        self.price_intervals = {
+            **kept,
+            **{m: (d.source_ref["rate_component"], d.key) for m, (_, d) in fresh.items()},
+        }
+
     # -- events ---------------------------------------------------------------------------------------------
     async def _reconcile(self, fresh: dict[str, rules.Tracked], complete: set[str]) -> None:
         now = self.clock.now()
@@ -509,17 +718,21 @@ class Sep2Client:
             if ev.event_status.superseded or mrid in beaten:
                 if current is not None and not current.terminal:
                     by = beaten.get(mrid, "the server")
-                    self._cancel_codes[key] = rules.SUPERSEDED
-                    await self.dr.cancel(key, reason=f"superseded by {by}")
+                    await self.dr.supersede(key, reason=f"superseded by {by}")
                 elif current is None and rules.response_wanted(ev.response_required, rules.SUPERSEDED):
                     self._respond(t, rules.SUPERSEDED)
                 continue
             content = hashlib.sha256(
                 repr((ev.start, ev.duration, ev.randomize_start, ev.randomize_duration, ev.base,
-                      ev.target_reduction_w, ev.appliance_load_reduction)).encode()
+                      ev.target_reduction_w, ev.appliance_load_reduction, sorted(t.curves.items()))).encode()
             ).hexdigest()[:16]  # fmt: skip
             seen = self._fingerprints.get(mrid)
             mod = 0 if seen is None else (seen[1] if seen[0] == content else seen[1] + 1)
+            if current is not None and current.state is DRState.SUPERSEDED and now < current.end_ts:
+                # what superseded it is gone (cancelled, withdrawn) while it is still within its window:
+                # brought back as a new version
+                mod = max(mod, current.modification_number + 1)
+                log.info("2030.5: %s %s reinstated (what superseded it is gone)", ev.kind, mrid)
             changed = seen != (content, mod)
             self._fingerprints[mrid] = (content, mod)
             if mrid not in self._duration_draws:
@@ -587,6 +800,10 @@ class Sep2Client:
         self._pending.append((str(ref["reply_to"]), body, mark))
 
     async def _flush_pending(self) -> None:
+        async with self._flush_lock:  # the poll loop and the DR manager's responder task both flush
+            await self._flush_pending_locked()
+
+    async def _flush_pending_locked(self) -> None:
         while self._pending and not self._stopped:
             href, body, mark = self._pending[0]
             try:
@@ -638,8 +855,8 @@ class Sep2Client:
 
     def der_limits(self, now: float | None = None) -> dict:
         """The utility's limits in force now for the gateway's controller (defaults included): ``export_cap_w``,
-        ``generation_cap_w`` (0 when told to disconnect or cease to energize) and ``battery_charge_power_w``
-        (opModTargetW / opModFixedW), each only when set. The controller tightens its decision with them."""
+        ``generation_cap_w`` (0 when told to disconnect or cease to energize), ``battery_charge_power_w``
+        (opModTargetW / opModFixedW) and ``battery_max_charge_w`` (opModLoadLimW), each only when set. The controller tightens its decision with them."""
         base = self.controls_in_force(now)
         out: dict = {}
         if base.op_mod_exp_lim_w is not None:
@@ -654,6 +871,8 @@ class Sep2Client:
         batt = rules.battery_setpoint_w(base, self.rated_battery_w)
         if batt is not None:
             out["battery_charge_power_w"] = batt
+        if base.op_mod_load_lim_w is not None:  # the DER's own consumption: the battery's charging power
+            out["battery_max_charge_w"] = max(0.0, float(base.op_mod_load_lim_w))
         return out
 
     async def apply_controls(self) -> None:

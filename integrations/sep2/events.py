@@ -14,11 +14,11 @@ completed, cancelled, superseded, opt-out), bit 2 = a user response.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hems.dr import DREvent, DRNotice
 
-from .resources import DERControlBase, Event
+from .resources import DERControlBase, DERCurve, Event, TimeTariffInterval
 
 SOURCE = "sep2"
 
@@ -56,6 +56,8 @@ class Tracked:
     event: Event
     primacy: int
     program_href: str
+    # the DERCurves its DERControlBase links to, by 2030.5 mode name (opModVoltVar...): fetched by the client
+    curves: dict[str, DERCurve] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> str:
@@ -143,6 +145,12 @@ def to_dr_event(
         )
         if ev.base.op_mod_connect is False or ev.base.op_mod_energize is False:
             generation_cap = 0.0
+        links = ev.base.curve_links()
+        if links:
+            ref["curves"] = {
+                mode: tracked.curves[mode].to_json() if mode in tracked.curves else {"href": href}
+                for mode, href in links.items()
+            }
     else:
         shed = ev.target_reduction_w
         level = 2 if ev.appliance_load_reduction == 1 else 1
@@ -213,3 +221,40 @@ def battery_setpoint_w(base: DERControlBase, rated_w: float) -> float | None:
     if base.op_mod_fixed_w_pct is not None:
         return -base.op_mod_fixed_w_pct / 100.0 * rated_w
     return None
+
+
+def price_event_id(interval: TimeTariffInterval) -> str:
+    return "price-" + interval.mrid
+
+
+def price_event(
+    interval: TimeTariffInterval,
+    price_per_kwh: float,
+    *,
+    offset_s: float,
+    market_context: str,
+    primacy: int = 0,
+    modification_number: int = 0,
+    ref: dict | None = None,
+) -> DREvent:
+    """A TimeTariffInterval as a core price event (only ``price_per_kwh`` set): the planner plans on it for its
+    window (``DRManager.prices``)."""
+    return DREvent(
+        source=SOURCE,
+        event_id=price_event_id(interval),
+        start_ts=float(interval.start - offset_s),
+        duration_s=float(max(1, interval.duration)),
+        modification_number=modification_number,
+        market_context=market_context,
+        price_per_kwh=float(price_per_kwh),
+        priority=primacy + 1,
+        source_ref={
+            "kind": "TimeTariffInterval",
+            "mrid": interval.mrid,
+            "href": interval.href,
+            "server_start": interval.start,
+            "server_duration": interval.duration,
+            "tou_tier": interval.tou_tier,
+            **(ref or {}),
+        },
+    )

@@ -360,12 +360,37 @@ class DERControlBase:
     op_mod_fixed_w_pct: float | None = None  # % of setMaxW, signed
     op_mod_connect: bool | None = None
     op_mod_energize: bool | None = None
+    # DERCurve links (hrefs), one per curve mode the control sets; the curves are fetched by the client
+    op_mod_volt_var: str | None = None
+    op_mod_volt_watt: str | None = None
+    op_mod_freq_watt: str | None = None
+    op_mod_watt_pf: str | None = None
+    op_mod_watt_var: str | None = None
+    op_mod_hfrt_may_trip: str | None = None
+    op_mod_hfrt_must_trip: str | None = None
+    op_mod_hvrt_may_trip: str | None = None
+    op_mod_hvrt_momentary_cessation: str | None = None
+    op_mod_hvrt_must_trip: str | None = None
+    op_mod_lfrt_may_trip: str | None = None
+    op_mod_lfrt_must_trip: str | None = None
+    op_mod_lvrt_may_trip: str | None = None
+    op_mod_lvrt_momentary_cessation: str | None = None
+    op_mod_lvrt_must_trip: str | None = None
+
+    def curve_links(self) -> dict[str, str]:
+        """``{2030.5 element name: DERCurve href}`` of the curve modes set."""
+        return {tag: getattr(self, attr) for tag, attr in CURVE_MODES.items() if getattr(self, attr)}
 
     def modes(self) -> frozenset[str]:
         return frozenset(name for name in self.__slots__ if getattr(self, name) is not None)
 
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None}
+
+
+def scaled(value: int, power_of_ten: int) -> float:
+    """``value`` × 10^``power_of_ten``, dividing for negative powers (2500 × 10^-4 is 0.25, not 0.25000000000000006)."""
+    return float(value) * 10**power_of_ten if power_of_ten >= 0 else float(value) / 10 ** (-power_of_ten)
 
 
 def active_power_w(el: etree._Element | None) -> float | None:
@@ -401,6 +426,143 @@ def parse_der_control_base(el: etree._Element | None) -> DERControlBase:
         op_mod_fixed_w_pct=_percent(el, "opModFixedW"),
         op_mod_connect=_bool(el, "opModConnect"),
         op_mod_energize=_bool(el, "opModEnergize"),
+        **{attr: _link(el, tag) for tag, attr in CURVE_MODES.items()},
+    )
+
+
+# DERControlBase curve elements (links to a DERCurve) -> DERControlBase attribute
+CURVE_MODES: dict[str, str] = {
+    "opModVoltVar": "op_mod_volt_var",
+    "opModVoltWatt": "op_mod_volt_watt",
+    "opModFreqWatt": "op_mod_freq_watt",
+    "opModWattPF": "op_mod_watt_pf",
+    "opModWattVar": "op_mod_watt_var",
+    "opModHFRTMayTrip": "op_mod_hfrt_may_trip",
+    "opModHFRTMustTrip": "op_mod_hfrt_must_trip",
+    "opModHVRTMayTrip": "op_mod_hvrt_may_trip",
+    "opModHVRTMomentaryCessation": "op_mod_hvrt_momentary_cessation",
+    "opModHVRTMustTrip": "op_mod_hvrt_must_trip",
+    "opModLFRTMayTrip": "op_mod_lfrt_may_trip",
+    "opModLFRTMustTrip": "op_mod_lfrt_must_trip",
+    "opModLVRTMayTrip": "op_mod_lvrt_may_trip",
+    "opModLVRTMomentaryCessation": "op_mod_lvrt_momentary_cessation",
+    "opModLVRTMustTrip": "op_mod_lvrt_must_trip",
+}
+
+# DERCurveType (IEEE 2030.5 DERCurve.curveType)
+CURVE_TYPES: dict[int, str] = {
+    0: "opModFreqWatt",
+    1: "opModHFRTMayTrip",
+    2: "opModHFRTMustTrip",
+    3: "opModHVRTMayTrip",
+    4: "opModHVRTMomentaryCessation",
+    5: "opModHVRTMustTrip",
+    6: "opModLFRTMayTrip",
+    7: "opModLFRTMustTrip",
+    8: "opModLVRTMayTrip",
+    9: "opModLVRTMomentaryCessation",
+    10: "opModLVRTMustTrip",
+    11: "opModVoltVar",
+    12: "opModVoltWatt",
+    13: "opModWattPF",
+    14: "opModWattVar",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """One CurveData point, already scaled by the curve's xMultiplier / yMultiplier."""
+
+    x: float
+    y: float
+    excitation: bool | None = None  # opModWattPF: true = over-excited
+
+
+@dataclass(frozen=True, slots=True)
+class DERCurve:
+    """A DERCurve (volt-var, volt-watt, freq-watt, ride-through...). Times are in hundredths of a second in the
+    standard (``*Tms``) and kept so; ``x``/``y`` units follow ``curveType`` (e.g. volt-var: x % of vRef, y in
+    the ``yRefType`` unit, typically % of setMaxVar)."""
+
+    href: str
+    mrid: str | None
+    description: str | None
+    creation_time: int | None
+    curve_type: int
+    points: tuple[CurvePoint, ...]
+    x_multiplier: int = 0
+    y_multiplier: int = 0
+    y_ref_type: int | None = None
+    v_ref_pct: float | None = None  # vRef: PerCent (hundredths of a percent in the document)
+    autonomous_v_ref_enable: bool | None = None
+    autonomous_v_ref_time_constant_s: int | None = None
+    open_loop_tms: int | None = None
+    ramp_dec_tms: int | None = None
+    ramp_inc_tms: int | None = None
+    ramp_pt1_tms: int | None = None
+
+    @property
+    def mode(self) -> str:
+        return CURVE_TYPES.get(self.curve_type, f"curveType {self.curve_type}")
+
+    def to_json(self) -> dict:
+        return {
+            "href": self.href,
+            "mrid": self.mrid,
+            "description": self.description,
+            "curve_type": self.curve_type,
+            "mode": self.mode,
+            "points": [
+                {"x": p.x, "y": p.y, **({} if p.excitation is None else {"excitation": p.excitation})}
+                for p in self.points
+            ],
+            "y_ref_type": self.y_ref_type,
+            "v_ref_pct": self.v_ref_pct,
+            "autonomous_v_ref_enable": self.autonomous_v_ref_enable,
+            "autonomous_v_ref_time_constant_s": self.autonomous_v_ref_time_constant_s,
+            "open_loop_tms": self.open_loop_tms,
+            "ramp_dec_tms": self.ramp_dec_tms,
+            "ramp_inc_tms": self.ramp_inc_tms,
+            "ramp_pt1_tms": self.ramp_pt1_tms,
+        }
+
+
+def parse_der_curve(el: etree._Element) -> DERCurve:
+    _expect(el, "DERCurve")
+    curve_type = _int(el, "curveType", lo=0, hi=255)
+    if curve_type is None:
+        raise ResourceError("DERCurve.curveType is missing")
+    xm = _int(el, "xMultiplier", 0, lo=-9, hi=9)
+    ym = _int(el, "yMultiplier", 0, lo=-9, hi=9)
+    points = []
+    for cd in _children(el, "CurveData"):
+        x = _int(cd, "xvalue")
+        y = _int(cd, "yvalue")
+        if x is None or y is None:
+            raise ResourceError("DERCurve.CurveData needs xvalue and yvalue")
+        points.append(CurvePoint(scaled(x, xm), scaled(y, ym), _bool(cd, "excitation")))
+    if not points:
+        raise ResourceError("DERCurve has no CurveData")
+    if len(points) > 10:  # the standard allows at most 10 points
+        raise ResourceError(f"DERCurve has {len(points)} CurveData points; at most 10 are allowed")
+    v_ref = _int(el, "vRef", lo=0)
+    return DERCurve(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        creation_time=_int(el, "creationTime"),
+        curve_type=curve_type,
+        points=tuple(points),
+        x_multiplier=xm,
+        y_multiplier=ym,
+        y_ref_type=_int(el, "yRefType"),
+        v_ref_pct=None if v_ref is None else v_ref / 100.0,
+        autonomous_v_ref_enable=_bool(el, "autonomousVRefEnable"),
+        autonomous_v_ref_time_constant_s=_int(el, "autonomousVRefTimeConstant", lo=0),
+        open_loop_tms=_int(el, "openLoopTms", lo=0),
+        ramp_dec_tms=_int(el, "rampDecTms", lo=0),
+        ramp_inc_tms=_int(el, "rampIncTms", lo=0),
+        ramp_pt1_tms=_int(el, "rampPT1Tms", lo=0),
     )
 
 
@@ -564,8 +726,87 @@ def parse_end_device_control_list(root: etree._Element) -> ResourceList:
 
 
 @dataclass(frozen=True, slots=True)
+class TariffProfile:
+    """A tariff: ``currency`` (ISO 4217 numeric, e.g. 840 USD, 036 AUD, 978 EUR) and the power of ten of every
+    ``price`` under it (``pricePowerOfTenMultiplier``)."""
+
+    href: str
+    mrid: str | None
+    description: str | None
+    currency: int | None
+    price_power_of_ten_multiplier: int
+    primacy: int
+    rate_code: str | None
+    rate_component_list_link: str | None
+
+
+def parse_tariff_profile(el: etree._Element) -> TariffProfile:
+    _expect(el, "TariffProfile")
+    return TariffProfile(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        currency=_int(el, "currency", lo=0, hi=999),
+        price_power_of_ten_multiplier=_int(el, "pricePowerOfTenMultiplier", 0, lo=-9, hi=9),
+        primacy=_int(el, "primacy", 0, lo=0, hi=255),
+        rate_code=_text(el, "rateCode"),
+        rate_component_list_link=_link(el, "RateComponentListLink"),
+    )
+
+
+def parse_tariff_profile_list(root: etree._Element) -> ResourceList:
+    return _list(root, "TariffProfileList", "TariffProfile", parse_tariff_profile)
+
+
+@dataclass(frozen=True, slots=True)
+class RateComponent:
+    href: str
+    mrid: str | None
+    description: str | None
+    role_flags: str | None
+    reading_type_link: str | None
+    time_tariff_interval_list_link: str | None
+
+
+def parse_rate_component(el: etree._Element) -> RateComponent:
+    _expect(el, "RateComponent")
+    return RateComponent(
+        href=el.get("href", ""),
+        mrid=_hex(el, "mRID", 32),
+        description=_text(el, "description"),
+        role_flags=_hex(el, "roleFlags", 4),
+        reading_type_link=_link(el, "ReadingTypeLink"),
+        time_tariff_interval_list_link=_link(el, "TimeTariffIntervalListLink"),
+    )
+
+
+def parse_rate_component_list(root: etree._Element) -> ResourceList:
+    return _list(root, "RateComponentList", "RateComponent", parse_rate_component)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingType:
+    href: str
+    uom: int | None  # 72 = Wh, 38 = W
+    power_of_ten_multiplier: int
+    commodity: int | None = None
+    flow_direction: int | None = None
+
+
+def parse_reading_type(root: etree._Element) -> ReadingType:
+    _expect(root, "ReadingType")
+    return ReadingType(
+        href=root.get("href", ""),
+        uom=_int(root, "uom"),
+        power_of_ten_multiplier=_int(root, "powerOfTenMultiplier", 0, lo=-9, hi=9),
+        commodity=_int(root, "commodity"),
+        flow_direction=_int(root, "flowDirection"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TimeTariffInterval:
-    """A price interval (TariffProfile → RateComponent → TimeTariffIntervalList); parsed, not yet acted on."""
+    """A price interval (TariffProfile → RateComponent → TimeTariffIntervalList), an Event with EventStatus."""
 
     href: str
     mrid: str
@@ -574,22 +815,91 @@ class TimeTariffInterval:
     duration: int
     tou_tier: int | None
     consumption_tariff_interval_list_link: str | None
+    event_status: EventStatus | None = None
+    randomize_start: int = 0
+    randomize_duration: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
 
 
 def parse_time_tariff_interval(el: etree._Element) -> TimeTariffInterval:
     _expect(el, "TimeTariffInterval")
+    mrid = _hex(el, "mRID", 32)
+    if not mrid:
+        raise ResourceError("TimeTariffInterval.mRID is missing")
     iv = _child(el, "interval")
     if iv is None:
-        raise ResourceError("TimeTariffInterval.interval is missing")
+        raise ResourceError(f"TimeTariffInterval {mrid}: interval is missing")
+    start = _int(iv, "start")
+    duration = _int(iv, "duration", lo=0, hi=2**32 - 1)
+    if start is None or duration is None:
+        raise ResourceError(f"TimeTariffInterval {mrid}: interval needs start and duration")
+    status = None
+    es = _child(el, "EventStatus")
+    if es is not None:
+        current = _int(es, "currentStatus", 0, lo=0, hi=255)
+        status = EventStatus(
+            current, _int(es, "dateTime"), bool(_bool(es, "potentiallySuperseded")), _text(es, "reason")
+        )
     return TimeTariffInterval(
         href=el.get("href", ""),
-        mrid=_hex(el, "mRID", 32) or "",
+        mrid=mrid,
         creation_time=_int(el, "creationTime", 0),
-        start=_int(iv, "start", 0),
-        duration=_int(iv, "duration", 0, lo=0),
+        start=start,
+        duration=duration,
         tou_tier=_int(el, "touTier"),
         consumption_tariff_interval_list_link=_link(el, "ConsumptionTariffIntervalListLink"),
+        event_status=status,
+        randomize_start=_int(el, "randomizeStart", 0, lo=-3600, hi=3600),
+        randomize_duration=_int(el, "randomizeDuration", 0, lo=-3600, hi=3600),
     )
+
+
+def parse_time_tariff_interval_list(root: etree._Element) -> ResourceList:
+    return _list(root, "TimeTariffIntervalList", "TimeTariffInterval", parse_time_tariff_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumptionTariffInterval:
+    """``price`` as sent (an Int32 in the TariffProfile's currency × 10^pricePowerOfTenMultiplier per unit of
+    the RateComponent's ReadingType) for consumption from ``start_value`` on (block ``consumption_block``,
+    0 = not applicable)."""
+
+    href: str
+    consumption_block: int
+    price: int
+    start_value: int | None
+
+
+def parse_consumption_tariff_interval(el: etree._Element) -> ConsumptionTariffInterval:
+    _expect(el, "ConsumptionTariffInterval")
+    price = _int(el, "price", lo=-(2**31), hi=2**31 - 1)
+    if price is None:
+        raise ResourceError("ConsumptionTariffInterval.price is missing")
+    return ConsumptionTariffInterval(
+        href=el.get("href", ""),
+        consumption_block=_int(el, "consumptionBlock", 0, lo=0, hi=255),
+        price=price,
+        start_value=_int(el, "startValue", lo=0),
+    )
+
+
+def parse_consumption_tariff_interval_list(root: etree._Element) -> ResourceList:
+    return _list(
+        root, "ConsumptionTariffIntervalList", "ConsumptionTariffInterval", parse_consumption_tariff_interval
+    )
+
+
+def price_per_kwh(price: int, profile: TariffProfile, reading_type: ReadingType | None = None) -> float:
+    """A ConsumptionTariffInterval's ``price`` in currency units per kWh: ``price`` × 10^pricePowerOfTenMultiplier
+    is per unit of the RateComponent's ReadingType (Wh × 10^powerOfTenMultiplier); without a ReadingType (or
+    one that is not energy in Wh) the unit is taken to be the kWh."""
+    power = profile.price_power_of_ten_multiplier
+    if reading_type is not None and reading_type.uom == 72:
+        power += 3 - reading_type.power_of_ten_multiplier  # per Wh x 10^m -> per kWh
+    return scaled(price, power)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,12 @@ Resources: ``/dcap`` → ``/tm``, ``/edev`` (only the caller's EndDevice, found 
 certificate; POST registers one), ``/edev/{i}/reg``, ``/edev/{i}/fsa``, ``/edev/{i}/der`` (DER status resources,
 PUT), ``/derp`` (DERPrograms with DefaultDERControl and DERControlList), ``/dr`` (a DemandResponseProgram with
 EndDeviceControls), ``/rsps/{p}/rsp`` (Responses, recorded), ``/mup`` (MirrorUsagePoints; readings recorded).
-Every list carries ``pollRate``. A small JSON API (same port and TLS) creates controls and EndDevice events:
-``POST /api/controls``, ``POST /api/controls/{mrid}/cancel``, ``POST /api/edc``, ``GET /api/responses``,
+``/derp/{p}/dc`` (DERCurves), ``/tp`` (a TariffProfile → RateComponent (``/rt/0``: kWh) →
+TimeTariffIntervals → ConsumptionTariffIntervals). Every list carries ``pollRate`` and is served in pages of at
+most ``page_size`` items (``?s=<start>&l=<limit>``). A small JSON API (same port and TLS) creates resources:
+``POST /api/controls`` (``"curves": {"opModVoltVar": index}`` links curves), ``POST /api/controls/{mrid}/cancel``,
+``DELETE /api/controls/{mrid}`` (withdrawn from the list), ``POST /api/curves``, ``POST /api/prices``,
+``POST /api/prices/{mrid}/cancel``, ``DELETE /api/prices/{mrid}``, ``POST /api/edc``, ``GET /api/responses``,
 ``GET /api/readings``. ``hostile[path] = bytes`` serves a hostile document instead of a resource (tests).
 """
 
@@ -153,6 +157,35 @@ class SimControl:
 
 
 @dataclass
+class SimCurve:
+    index: int
+    program: int
+    mrid: str
+    curve_type: int  # DERCurveType: 11 volt-var, 12 volt-watt, 0 freq-watt...
+    points: list[tuple[int, int]]  # (xvalue, yvalue) as sent, before the multipliers
+    x_multiplier: int = 0
+    y_multiplier: int = 0
+    y_ref_type: int = 3  # % of var availability
+    ramp_tms: dict[str, int] = field(default_factory=dict)  # openLoopTms, rampDecTms, rampIncTms, rampPT1Tms
+    v_ref: int | None = None  # hundredths of a percent
+    creation_time: int = 0
+    description: str = ""
+
+
+@dataclass
+class SimPrice:
+    """A TimeTariffInterval with its ConsumptionTariffIntervals (raw prices, by consumption block)."""
+
+    mrid: str
+    creation_time: int
+    start: int
+    duration: int
+    blocks: list[tuple[int, int]]  # (consumptionBlock, price as sent)
+    tou_tier: int | None = None
+    status: int | None = None  # None = scheduled/active by time; 2 cancelled
+
+
+@dataclass
 class SimProgram:
     index: int
     mrid: str
@@ -162,16 +195,21 @@ class SimProgram:
 
 
 POWER_MODES = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
-ORDER = (
-    "opModConnect",
-    "opModEnergize",
-    "opModExpLimW",
-    "opModFixedW",
-    "opModGenLimW",
-    "opModImpLimW",
-    "opModLoadLimW",
-    "opModMaxLimW",
-    "opModTargetW",
+ORDER = tuple(
+    sorted(
+        (
+            "opModConnect",
+            "opModEnergize",
+            "opModExpLimW",
+            "opModFixedW",
+            "opModGenLimW",
+            "opModImpLimW",
+            "opModLoadLimW",
+            "opModMaxLimW",
+            "opModTargetW",
+            *r.CURVE_MODES,
+        )
+    )
 )
 
 
@@ -188,6 +226,7 @@ class SimServer:
         pin: int = DEFAULT_PIN,
         preregister: bool = True,
         strict_tls12: bool = False,
+        page_size: int = 255,
     ) -> None:
         self.pki = pki
         self.host = host
@@ -206,13 +245,20 @@ class SimServer:
             SimProgram(0, new_mrid("p0"), 1, "Utility emergency program"),
             SimProgram(1, new_mrid("p1"), 10, "Utility export management"),
         ]
+        self.page_size = max(1, int(page_size))  # items per list page at most, whatever ``l`` asks
         self.controls: list[SimControl] = []
+        self.curves: list[SimCurve] = []
+        self.prices: list[SimPrice] = []
+        # the tariff: ISO 4217 currency (840 USD), prices sent in 10^price_multiplier currency units per kWh
+        self.currency = 840
+        self.price_multiplier = -4
         self.responses: list[r.Response] = []
         self.readings: list[r.MirrorReading] = []
         self.mups: dict[int, bytes] = {}
         self.der_resources: dict[str, bytes] = {}
         self.hostile: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[tuple[str, str]] = []  # with the query string (?s=..&l=..)
         self._runner: web.AppRunner | None = None
 
     # -- time and state -------------------------------------------------------------------------------------
@@ -236,9 +282,16 @@ class SimServer:
         response_required: str = "03",
         creation_time: int | None = None,
         description: str = "",
+        curves: dict[str, int] | None = None,
     ) -> str:
-        """A DERControl in program ``program``; ``start`` in server time (default: now). Returns its mRID."""
+        """A DERControl in program ``program``; ``start`` in server time (default: now); ``curves`` = {mode name
+        (opModVoltVar...): index of a curve from ``add_curve``}. Returns its mRID."""
         modes: dict[str, Any] = {}
+        for mode, index in (curves or {}).items():
+            if mode not in r.CURVE_MODES:
+                raise ValueError(f"{mode!r} is not a DERCurve mode; one of {', '.join(r.CURVE_MODES)}")
+            c = self.curves[int(index)]
+            modes[mode] = f"/derp/{c.program}/dc/{c.index}"
         for name, v in (
             ("opModExpLimW", export_limit_w),
             ("opModImpLimW", import_limit_w),
@@ -291,6 +344,85 @@ class SimServer:
         )
         return mrid
 
+    def add_curve(
+        self,
+        points: list[tuple[int, int]] | list[list[int]],
+        *,
+        curve_type: int = 11,
+        program: int = 1,
+        x_multiplier: int = 0,
+        y_multiplier: int = 0,
+        y_ref_type: int = 3,
+        v_ref: int | None = None,
+        ramp_tms: dict[str, int] | None = None,
+        description: str = "",
+    ) -> int:
+        """A DERCurve in program ``program`` (points as sent: ``(xvalue, yvalue)`` before the multipliers);
+        returns its index, for ``add_control(curves={"opModVoltVar": index})``."""
+        index = len(self.curves)
+        self.curves.append(
+            SimCurve(
+                index,
+                program,
+                new_mrid("curve", index),
+                int(curve_type),
+                [(int(x), int(y)) for x, y in points],
+                x_multiplier,
+                y_multiplier,
+                y_ref_type,
+                dict(ramp_tms or {}),
+                v_ref,
+                self.now(),
+                description,
+            )
+        )
+        return index
+
+    def add_price(
+        self,
+        *,
+        price_per_kwh: float | None = None,
+        start: int | None = None,
+        duration_s: int = 3600,
+        blocks: list[tuple[int, int]] | None = None,
+        tou_tier: int | None = None,
+    ) -> str:
+        """A TimeTariffInterval; ``price_per_kwh`` in currency units (sent as an integer in units of
+        10^``price_multiplier``), or ``blocks`` = [(consumptionBlock, raw price)]. Returns its mRID."""
+        if blocks is None:
+            if price_per_kwh is None:
+                raise ValueError("a price needs price_per_kwh or blocks")
+            blocks = [(0, round(price_per_kwh / 10.0**self.price_multiplier))]
+        mrid = new_mrid("tti", len(self.prices))
+        self.prices.append(
+            SimPrice(
+                mrid,
+                self.now(),
+                self.now() if start is None else int(start),
+                int(duration_s),
+                [(int(b), int(p)) for b, p in blocks],
+                tou_tier,
+            )
+        )
+        return mrid
+
+    def price(self, mrid: str) -> SimPrice:
+        for p in self.prices:
+            if p.mrid == mrid:
+                return p
+        raise KeyError(mrid)
+
+    def cancel_price(self, mrid: str) -> None:
+        self.price(mrid).status = 2
+
+    def withdraw_price(self, mrid: str) -> None:
+        """Remove a price interval from its list (as a server does once it is no longer offered)."""
+        self.prices.remove(self.price(mrid))
+
+    def withdraw(self, mrid: str) -> None:
+        """Remove a control from its list altogether (the client must notice it is gone)."""
+        self.controls.remove(self.control(mrid))
+
     def control(self, mrid: str) -> SimControl:
         for c in self.controls:
             if c.mrid == mrid:
@@ -341,6 +473,13 @@ class SimServer:
         app.router.add_get("/derp", self._programs)
         app.router.add_get("/derp/{p}/dderc", self._default)
         app.router.add_get("/derp/{p}/derc", self._controls)
+        app.router.add_get("/derp/{p}/dc", self._curve_list)
+        app.router.add_get("/derp/{p}/dc/{c}", self._curve)
+        app.router.add_get("/tp", self._tariff_profiles)
+        app.router.add_get("/tp/0/rc", self._rate_components)
+        app.router.add_get("/tp/0/rc/0/tti", self._time_tariff_intervals)
+        app.router.add_get("/tp/0/rc/0/tti/{mrid}/cti", self._consumption_tariff_intervals)
+        app.router.add_get("/rt/0", self._reading_type)
         app.router.add_get("/dr", self._dr_programs)
         app.router.add_get("/dr/0/edc", self._edcs)
         app.router.add_post("/rsps/{p}/rsp", self._response)
@@ -348,6 +487,11 @@ class SimServer:
         app.router.add_post("/mup/{i}", self._mup_post)
         app.router.add_post("/api/controls", self._api_control)
         app.router.add_post("/api/controls/{mrid}/cancel", self._api_cancel)
+        app.router.add_delete("/api/controls/{mrid}", self._api_withdraw)
+        app.router.add_post("/api/curves", self._api_curve)
+        app.router.add_post("/api/prices", self._api_price)
+        app.router.add_post("/api/prices/{mrid}/cancel", self._api_price_cancel)
+        app.router.add_delete("/api/prices/{mrid}", self._api_price_withdraw)
         app.router.add_post("/api/edc", self._api_edc)
         app.router.add_get("/api/responses", self._api_responses)
         app.router.add_get("/api/readings", self._api_readings)
@@ -369,6 +513,7 @@ class SimServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
         self.requests.append((request.method, request.path))
+        self.queries.append((request.method, request.path_qs))
         if request.method == "GET" and request.path in self.hostile:
             return web.Response(body=self.hostile[request.path], content_type=r.CONTENT_TYPE)
         return await handler(request)
@@ -380,6 +525,25 @@ class SimServer:
 
     def _xml(self, el, status: int = 200) -> web.Response:
         return web.Response(body=r.to_bytes(el), status=status, content_type=r.CONTENT_TYPE)
+
+    def _page(self, request: web.Request, items: list) -> list:
+        """The page ``?s=<start>&l=<limit>`` asks for, at most ``page_size`` items."""
+        try:
+            start = max(0, int(request.query.get("s", "0")))
+            limit = max(0, int(request.query.get("l", str(self.page_size))))
+        except ValueError:
+            raise web.HTTPBadRequest(text="s and l must be integers") from None
+        return items[start : start + min(limit, self.page_size)]
+
+    def _list_el(self, request: web.Request, name: str, href: str, items: list, make, **attrib):
+        page = self._page(request, items)
+        el = r.element(
+            name,
+            {"href": href, "all": len(items), "results": len(page), **attrib, "pollRate": self.poll_rate_s},
+        )
+        for item in page:
+            el.append(make(item))
+        return el
 
     async def _body(self, request: web.Request):
         try:
@@ -402,6 +566,7 @@ class SimServer:
             ("TimeLink", "/tm"),
             ("EndDeviceListLink", "/edev"),
             ("MirrorUsagePointListLink", "/mup"),
+            ("TariffProfileListLink", "/tp"),
         ):
             r.add(el, tag, attrib={"href": href, "all": 1 if "List" in tag else None})
         return self._xml(el)
@@ -482,6 +647,7 @@ class SimServer:
         r.add(fsa, "description", "Default assignments")
         r.add(fsa, "DemandResponseProgramListLink", attrib={"href": "/dr", "all": 1})
         r.add(fsa, "DERProgramListLink", attrib={"href": "/derp", "all": len(self.programs)})
+        r.add(fsa, "TariffProfileListLink", attrib={"href": "/tp", "all": 1})
         r.add(fsa, "TimeLink", attrib={"href": "/tm"})
         return self._xml(el)
 
@@ -517,17 +683,13 @@ class SimServer:
         r.add(el, "DefaultDERControlLink", attrib={"href": f"/derp/{p.index}/dderc"})
         n = len([c for c in self.controls if c.program == p.index and c.kind == "DERControl"])
         r.add(el, "DERControlListLink", attrib={"href": f"/derp/{p.index}/derc", "all": n})
+        nc = len([c for c in self.curves if c.program == p.index])
+        r.add(el, "DERCurveListLink", attrib={"href": f"/derp/{p.index}/dc", "all": nc})
         r.add(el, "primacy", p.primacy)
         return el
 
     async def _programs(self, request: web.Request) -> web.Response:
-        n = len(self.programs)
-        el = r.element(
-            "DERProgramList", {"href": "/derp", "all": n, "results": n, "pollRate": self.poll_rate_s}
-        )
-        for p in self.programs:
-            el.append(self._program_el(p))
-        return self._xml(el)
+        return self._xml(self._list_el(request, "DERProgramList", "/derp", self.programs, self._program_el))
 
     @staticmethod
     def _base(modes: dict[str, Any], parent) -> None:
@@ -536,7 +698,10 @@ class SimServer:
             if name not in modes:
                 continue
             v = modes[name]
-            r.add(base, name, r.active_power(v) if name in POWER_MODES else v)
+            if name in r.CURVE_MODES:
+                r.add(base, name, attrib={"href": v})  # a DERCurveLink
+            else:
+                r.add(base, name, r.active_power(v) if name in POWER_MODES else v)
 
     async def _default(self, request: web.Request) -> web.Response:
         p = self.programs[int(request.match_info["p"])]
@@ -572,19 +737,126 @@ class SimServer:
         mine = [c for c in self.controls if c.program == p and c.kind == "DERControl"]
         mine.sort(key=lambda c: (c.start, -c.creation_time))
         href = f"/derp/{p}/derc"
-        el = r.element(
+        el = self._list_el(
+            request,
             "DERControlList",
-            {
-                "href": href,
-                "all": len(mine),
-                "results": len(mine),
-                "subscribable": 1,
-                "pollRate": self.poll_rate_s,
-            },
+            href,
+            mine,
+            lambda c: self._event_el(c, f"{href}/{c.mrid}", f"/rsps/{p}/rsp"),
+            subscribable=1,
         )
-        for c in mine:
-            el.append(self._event_el(c, f"{href}/{c.mrid}", f"/rsps/{p}/rsp"))
         return self._xml(el)
+
+    def _curve_el(self, c: SimCurve):
+        el = r.element("DERCurve", {"href": f"/derp/{c.program}/dc/{c.index}"})
+        r.add(el, "mRID", c.mrid)
+        r.add(el, "description", c.description or r.CURVE_TYPES.get(c.curve_type, "curve"))
+        r.add(el, "creationTime", c.creation_time)
+        for x, y in c.points:
+            r.add(el, "CurveData", {"xvalue": x, "yvalue": y})
+        r.add(el, "curveType", c.curve_type)
+        for name in ("openLoopTms", "rampDecTms", "rampIncTms", "rampPT1Tms"):
+            if name in c.ramp_tms:
+                r.add(el, name, c.ramp_tms[name])
+        if c.v_ref is not None:
+            r.add(el, "vRef", c.v_ref)
+        r.add(el, "xMultiplier", c.x_multiplier)
+        r.add(el, "yMultiplier", c.y_multiplier)
+        r.add(el, "yRefType", c.y_ref_type)
+        return el
+
+    async def _curve_list(self, request: web.Request) -> web.Response:
+        p = int(request.match_info["p"])
+        mine = [c for c in self.curves if c.program == p]
+        return self._xml(self._list_el(request, "DERCurveList", f"/derp/{p}/dc", mine, self._curve_el))
+
+    async def _curve(self, request: web.Request) -> web.Response:
+        p, i = int(request.match_info["p"]), int(request.match_info["c"])
+        if not 0 <= i < len(self.curves) or self.curves[i].program != p:
+            raise web.HTTPNotFound()
+        return self._xml(self._curve_el(self.curves[i]))
+
+    # -- pricing: /tp → /tp/0 → /tp/0/rc → /tp/0/rc/0 → /tp/0/rc/0/tti → .../tti/{mRID}/cti -----------------
+    def _tariff_el(self, _):
+        el = r.element("TariffProfile", {"href": "/tp/0"})
+        r.add(el, "mRID", "7A000000000000000000000000000001")
+        r.add(el, "description", "Time of use")
+        r.add(el, "currency", self.currency)
+        r.add(el, "pricePowerOfTenMultiplier", self.price_multiplier)
+        r.add(el, "primacy", 1)
+        r.add(el, "rateCode", "TOU-1")
+        r.add(el, "RateComponentListLink", attrib={"href": "/tp/0/rc", "all": 1})
+        r.add(el, "serviceCategoryKind", 0)
+        return el
+
+    async def _tariff_profiles(self, request: web.Request) -> web.Response:
+        return self._xml(self._list_el(request, "TariffProfileList", "/tp", [0], self._tariff_el))
+
+    def _rate_component_el(self, _):
+        el = r.element("RateComponent", {"href": "/tp/0/rc/0"})
+        r.add(el, "mRID", "7AC00000000000000000000000000001")
+        r.add(el, "description", "Energy delivered")
+        r.add(el, "ReadingTypeLink", attrib={"href": "/rt/0"})
+        r.add(el, "roleFlags", "01")
+        r.add(el, "TimeTariffIntervalListLink", attrib={"href": "/tp/0/rc/0/tti", "all": len(self.prices)})
+        return el
+
+    async def _rate_components(self, request: web.Request) -> web.Response:
+        return self._xml(
+            self._list_el(request, "RateComponentList", "/tp/0/rc", [0], self._rate_component_el)
+        )
+
+    async def _reading_type(self, request: web.Request) -> web.Response:
+        # energy delivered, in kWh (Wh x 10^3): prices are per kWh
+        return self._xml(
+            r.element(
+                "ReadingType",
+                {"href": "/rt/0"},
+                accumulationBehaviour=4,
+                commodity=1,
+                flowDirection=1,
+                kind=12,
+                powerOfTenMultiplier=3,
+                uom=72,
+            )
+        )
+
+    def _tti_el(self, p: SimPrice):
+        href = f"/tp/0/rc/0/tti/{p.mrid}"
+        el = r.element("TimeTariffInterval", {"href": href})
+        r.add(el, "mRID", p.mrid)
+        r.add(el, "description", "price interval")
+        r.add(el, "creationTime", p.creation_time)
+        now = self.now()
+        status = p.status if p.status is not None else (1 if p.start <= now < p.start + p.duration else 0)
+        r.add(el, "EventStatus", {"currentStatus": status, "dateTime": now, "potentiallySuperseded": False})
+        r.add(el, "interval", {"duration": p.duration, "start": p.start})
+        r.add(el, "ConsumptionTariffIntervalListLink", attrib={"href": f"{href}/cti", "all": len(p.blocks)})
+        if p.tou_tier is not None:
+            r.add(el, "touTier", p.tou_tier)
+        return el
+
+    async def _time_tariff_intervals(self, request: web.Request) -> web.Response:
+        mine = sorted(self.prices, key=lambda p: p.start)
+        return self._xml(
+            self._list_el(request, "TimeTariffIntervalList", "/tp/0/rc/0/tti", mine, self._tti_el)
+        )
+
+    async def _consumption_tariff_intervals(self, request: web.Request) -> web.Response:
+        try:
+            p = self.price(request.match_info["mrid"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        href = f"/tp/0/rc/0/tti/{p.mrid}/cti"
+
+        def cti(block: tuple[int, int]):
+            el = r.element("ConsumptionTariffInterval", {"href": f"{href}/{block[0]}"})
+            r.add(el, "consumptionBlock", block[0])
+            r.add(el, "price", block[1])
+            r.add(el, "startValue", 0)
+            return el
+
+        return self._xml(self._list_el(request, "ConsumptionTariffIntervalList", href, p.blocks, cti))
 
     async def _dr_programs(self, request: web.Request) -> web.Response:
         el = r.element(
@@ -600,12 +872,13 @@ class SimServer:
 
     async def _edcs(self, request: web.Request) -> web.Response:
         mine = [c for c in self.controls if c.kind == "EndDeviceControl"]
-        el = r.element(
+        el = self._list_el(
+            request,
             "EndDeviceControlList",
-            {"href": "/dr/0/edc", "all": len(mine), "results": len(mine), "pollRate": self.poll_rate_s},
+            "/dr/0/edc",
+            mine,
+            lambda c: self._event_el(c, f"/dr/0/edc/{c.mrid}", "/rsps/dr/rsp"),
         )
-        for c in mine:
-            el.append(self._event_el(c, f"/dr/0/edc/{c.mrid}", "/rsps/dr/rsp"))
         return self._xml(el)
 
     async def _response(self, request: web.Request) -> web.Response:
@@ -657,6 +930,47 @@ class SimServer:
         try:
             self.cancel(request.match_info["mrid"])
         except KeyError:
+            raise web.HTTPNotFound() from None
+        return web.json_response({"ok": True})
+
+    async def _api_withdraw(self, request: web.Request) -> web.Response:
+        try:
+            self.withdraw(request.match_info["mrid"])
+        except (KeyError, ValueError):
+            raise web.HTTPNotFound() from None
+        return web.json_response({"ok": True})
+
+    async def _api_curve(self, request: web.Request) -> web.Response:
+        d = await request.json()
+        try:
+            index = self.add_curve(**d)
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        c = self.curves[index]
+        return web.json_response({"index": index, "href": f"/derp/{c.program}/dc/{index}"}, status=201)
+
+    async def _api_price(self, request: web.Request) -> web.Response:
+        d = await request.json()
+        start = d.pop("start", None)
+        if isinstance(start, str) and start.startswith("+"):
+            start = self.now() + int(start[1:])
+        try:
+            mrid = self.add_price(start=start, **d)
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.json_response({"mrid": mrid}, status=201)
+
+    async def _api_price_cancel(self, request: web.Request) -> web.Response:
+        try:
+            self.cancel_price(request.match_info["mrid"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        return web.json_response({"ok": True})
+
+    async def _api_price_withdraw(self, request: web.Request) -> web.Response:
+        try:
+            self.withdraw_price(request.match_info["mrid"])
+        except (KeyError, ValueError):
             raise web.HTTPNotFound() from None
         return web.json_response({"ok": True})
 

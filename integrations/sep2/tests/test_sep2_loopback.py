@@ -58,12 +58,15 @@ async def test_supersession_and_cancellation(rig):
     new = s.add_control(export_limit_w=1000, duration_s=60)  # same program, newer: supersedes
     await until(lambda: rig.inverter.pv_limits[-1] == 1000.0, timeout=2, what="newer control")
     await until(lambda: rules.SUPERSEDED in s.responses_for(old), timeout=2, what="superseded response")
-    assert rig.dr.get(f"sep2:derc-{old}").state is DRState.CANCELLED
+    assert rig.dr.get(f"sep2:derc-{old}").state is DRState.SUPERSEDED
     assert "superseded" in rig.dr.get(f"sep2:derc-{old}").reason
     s.cancel(new)
-    await until(lambda: rig.inverter.pv_limits[-1] is None, timeout=2, what="cancelled control lifted")
     await until(lambda: rules.CANCELLED in s.responses_for(new), timeout=2, what="cancelled response")
     assert rig.dr.get(f"sep2:derc-{new}").state is DRState.CANCELLED
+    # the superseded control is still within its window: it is back (see test_sep2_features)
+    await until(lambda: rig.inverter.pv_limits[-1] == 3000.0, timeout=2, what="superseded control back")
+    s.cancel(old)
+    await until(lambda: rig.inverter.pv_limits[-1] is None, timeout=2, what="cancelled control lifted")
 
 
 async def test_randomised_start_inside_window(rig):

@@ -154,3 +154,64 @@ def test_config_errors_name_keys(pki, tmp_path):
         }
     )
     assert cfg.pin == 111115 and cfg.poll_default_s == 900.0
+
+
+CURVE = f"""<DERCurve xmlns="{NS}" href="/derp/1/dc/4">
+ <mRID>C0000000000000000000000000000004</mRID><description>VV</description><creationTime>1700000000</creationTime>
+ <CurveData><xvalue>92</xvalue><yvalue>44</yvalue></CurveData>
+ <CurveData><xvalue>108</xvalue><yvalue>-44</yvalue><excitation>false</excitation></CurveData>
+ <curveType>11</curveType><rampDecTms>500</rampDecTms><rampIncTms>600</rampIncTms><rampPT1Tms>1000</rampPT1Tms>
+ <vRef>10000</vRef><xMultiplier>0</xMultiplier><yMultiplier>-1</yMultiplier><yRefType>3</yRefType>
+</DERCurve>"""
+
+
+def test_der_curve_parsed_with_multipliers():
+    c = r.parse_der_curve(r.parse_xml(CURVE))
+    assert c.mode == "opModVoltVar" and c.curve_type == 11
+    assert [(p.x, p.y) for p in c.points] == [(92.0, 4.4), (108.0, -4.4)]
+    assert c.points[1].excitation is False and c.v_ref_pct == 100.0
+    assert (c.ramp_dec_tms, c.ramp_inc_tms, c.ramp_pt1_tms) == (500, 600, 1000)
+    no_points = CURVE.split("<CurveData>")[0] + "<curveType>11</curveType></DERCurve>"
+    with pytest.raises(r.ResourceError, match="no CurveData"):
+        r.parse_der_curve(r.parse_xml(no_points))
+    base = r.parse_der_control_base(
+        r.parse_xml(f'<DERControlBase xmlns="{NS}"><opModVoltVar href="/derp/1/dc/4"/></DERControlBase>')
+    )
+    assert base.curve_links() == {"opModVoltVar": "/derp/1/dc/4"} and base.modes() == {"op_mod_volt_var"}
+
+
+TTI = f"""<TimeTariffIntervalList xmlns="{NS}" href="/tti" all="1" results="1">
+ <TimeTariffInterval href="/tti/1"><mRID>A1000000000000000000000000000001</mRID>
+  <creationTime>1700000000</creationTime>
+  <EventStatus><currentStatus>2</currentStatus><dateTime>1700000000</dateTime>
+   <potentiallySuperseded>false</potentiallySuperseded></EventStatus>
+  <interval><duration>1800</duration><start>1700003600</start></interval>
+  <ConsumptionTariffIntervalListLink href="/tti/1/cti" all="1"/><touTier>3</touTier>
+ </TimeTariffInterval>
+</TimeTariffIntervalList>"""
+
+
+def test_tariff_resources_and_price_units():
+    (tti,) = r.parse_time_tariff_interval_list(r.parse_xml(TTI)).items
+    assert tti.event_status.cancelled and tti.end == 1700005400 and tti.tou_tier == 3
+    tp = r.parse_tariff_profile(
+        r.parse_xml(
+            f'<TariffProfile xmlns="{NS}" href="/tp/0"><currency>36</currency>'
+            f"<pricePowerOfTenMultiplier>-5</pricePowerOfTenMultiplier><primacy>2</primacy>"
+            f'<RateComponentListLink href="/tp/0/rc"/></TariffProfile>'
+        )
+    )
+    assert tp.currency == 36 and tp.rate_component_list_link == "/tp/0/rc"
+    per_kwh = r.ReadingType("/rt", 72, 3)
+    per_wh = r.ReadingType("/rt", 72, 0)
+    assert r.price_per_kwh(31000, tp, per_kwh) == 0.31  # 31000 x 10^-5 AUD per kWh
+    assert r.price_per_kwh(31, tp, per_wh) == 0.31  # 31 x 10^-5 AUD per Wh = 0.31 per kWh
+    assert r.price_per_kwh(31000, tp) == 0.31  # no ReadingType: per kWh
+    cti = r.parse_consumption_tariff_interval_list(
+        r.parse_xml(
+            f'<ConsumptionTariffIntervalList xmlns="{NS}" all="1" results="1"><ConsumptionTariffInterval>'
+            "<consumptionBlock>1</consumptionBlock><price>-120</price></ConsumptionTariffInterval>"
+            "</ConsumptionTariffIntervalList>"
+        )
+    )
+    assert cti.items[0].price == -120 and cti.items[0].consumption_block == 1
