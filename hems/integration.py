@@ -85,6 +85,36 @@ class IntegrationContext:
 Factory = Callable[[IntegrationContext], Integration]
 
 
+class DRLink:
+    """The DR manager a DR source feeds: the runtime's (``ctx.dr``), or, when an integration runs on its own
+    (a standalone tool, a test), a private one on the context's store that this link starts and stops."""
+
+    def __init__(self, ctx: IntegrationContext) -> None:
+        from .dr import DRManager
+        from .store import Store
+
+        self._own_store: Store | None = None
+        self.owned = ctx.dr is None
+        if ctx.dr is not None:
+            self.dr: DRManager = ctx.dr
+            return
+        store = ctx.store
+        if store is None:
+            ctx.log.warning("%s: no store; DR events will not survive a restart", ctx.name)
+            store = self._own_store = Store(":memory:")
+        self.dr = DRManager(store, clock=ctx.clock, timezone=ctx.config.home.site.timezone)
+
+    def start(self) -> None:
+        if self.owned:
+            self.dr.start()
+
+    async def stop(self) -> None:
+        if self.owned:
+            await self.dr.stop()
+        if self._own_store is not None:
+            self._own_store.close()
+
+
 @dataclass
 class DevPeerContext:
     """What a simulated peer gets in dev mode: the simulated home to act on and where to listen."""

@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 
 from hems.config import ConfigError
-from hems.dr import DRManager
-from hems.integration import IntegrationContext
-from hems.store import Store
+from hems.integration import DRLink, IntegrationContext
 
 from .config import VenConfig, parse
 from .ven import Ven
@@ -34,29 +32,17 @@ class OpenADRIntegration:
         self.cfg = parse(ctx.section, default_ven_name=ctx.config.gateway.id, name=self.name)
         if ctx.devices:
             raise ConfigError([f"[[devices]] of type {self.name!r}: the OpenADR VEN has no devices"])
-        dr = getattr(ctx, "dr", None)
-        self._own_dr = dr is None
-        self._own_store = None
-        if dr is None:
-            store = ctx.store
-            if store is None:
-                ctx.log.warning("openadr: no store; DR events will not survive a restart")
-                store = self._own_store = Store(":memory:")
-            dr = DRManager(store, clock=ctx.clock, timezone=ctx.config.home.site.timezone)
-        self.dr: DRManager = dr
+        self._dr_link = DRLink(ctx)
+        dr = self.dr = self._dr_link.dr
         self.ven = Ven(self.cfg, dr=dr, bus=ctx.bus, clock=ctx.clock, store=ctx.store, name=self.name)
 
     async def start(self) -> None:
-        if self._own_dr:
-            self.dr.start()
+        self._dr_link.start()
         await self.ven.start()
 
     async def stop(self) -> None:
         await self.ven.stop()
-        if self._own_dr:
-            await self.dr.stop()
-        if self._own_store is not None:
-            self._own_store.close()
+        await self._dr_link.stop()
 
     def status(self) -> dict:
         return self.ven.status()

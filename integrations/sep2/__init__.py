@@ -11,9 +11,7 @@ for the simulated utility server (dev mode, tests, ``hems sim sep2-server``).
 from __future__ import annotations
 
 from hems.config import ConfigError
-from hems.dr import DRManager
-from hems.integration import IntegrationContext
-from hems.store import Store
+from hems.integration import DRLink, IntegrationContext
 
 from .client import Sep2Client
 from .config import Sep2Config, parse
@@ -30,16 +28,8 @@ class Sep2Integration:
         self.cfg = parse(ctx.section, name=self.name)
         if ctx.devices:
             raise ConfigError([f"[[devices]] of type {self.name!r}: the 2030.5 client has no devices"])
-        dr = getattr(ctx, "dr", None)
-        self._own_dr = dr is None
-        self._own_store = None
-        if dr is None:
-            store = ctx.store
-            if store is None:
-                ctx.log.warning("sep2: no store; DR events will not survive a restart")
-                store = self._own_store = Store(":memory:")
-            dr = DRManager(store, clock=ctx.clock, timezone=ctx.config.home.site.timezone)
-        self.dr: DRManager = dr
+        self._dr_link = DRLink(ctx)
+        dr = self.dr = self._dr_link.dr
         home = ctx.config.home
         try:
             self.client = Sep2Client(
@@ -61,16 +51,12 @@ class Sep2Integration:
             ) from None
 
     async def start(self) -> None:
-        if self._own_dr:
-            self.dr.start()
+        self._dr_link.start()
         await self.client.start()
 
     async def stop(self) -> None:
         await self.client.stop()
-        if self._own_dr:
-            await self.dr.stop()
-        if self._own_store is not None:
-            self._own_store.close()
+        await self._dr_link.stop()
 
     def status(self) -> dict:
         return self.client.status()

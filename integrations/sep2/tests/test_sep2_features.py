@@ -189,12 +189,13 @@ async def test_superseded_event_reinstated_when_superseding_one_cancelled(rig):
 async def test_superseded_event_past_its_window_not_reinstated(rig):
     s = rig.server
     await until(lambda: rig.client.end_device is not None)
-    short = s.add_control(export_limit_w=3000, duration_s=2, creation_time=s.now() - 10)
+    # long enough to still be running when the newer control supersedes it, on a loaded machine too
+    short = s.add_control(export_limit_w=3000, duration_s=5, creation_time=s.now() - 10)
     await until(lambda: rig.dr.get(f"sep2:derc-{short}"), timeout=2)
     long_ = s.add_control(export_limit_w=800, duration_s=60)
     key = f"sep2:derc-{short}"
     await until(lambda: rig.dr.get(key).state is DRState.SUPERSEDED, timeout=2)
-    await until(lambda: rig.client.clock.now() > rig.dr.get(key).end_ts + 0.5, timeout=4)
+    await until(lambda: rig.client.clock.now() > rig.dr.get(key).end_ts + 0.5, timeout=8)
     s.cancel(long_)
     await until(lambda: rig.dr.get(f"sep2:derc-{long_}").state is DRState.CANCELLED, timeout=3)
     cycles = rig.client.cycles
