@@ -16,7 +16,16 @@ from typing import Generic, TypeVar
 
 from .capabilities import Device, apply_command, check_device
 from .clock import Clock, RealClock
-from .model import Capability, Command, CommandError, DeviceStatus, Quantity, Reading, Setting
+from .model import (
+    Capability,
+    Command,
+    CommandError,
+    DeviceStatus,
+    FirmwareStatus,
+    Quantity,
+    Reading,
+    Setting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,7 @@ class Bus:
         self._reading_subs: list[Subscription[Reading]] = []
         self._command_subs: list[Subscription[Command]] = []
         self._asked: dict[tuple[str, Setting], Command] = {}
+        self._firmware: dict[str, FirmwareStatus] = {}
 
     # -- devices ---------------------------------------------------------------------------------
     def add_device(self, device: Device) -> None:
@@ -128,6 +138,14 @@ class Bus:
 
     def status(self, device_id: str) -> tuple[DeviceStatus, str]:
         return self._status.get(device_id, (DeviceStatus.OFFLINE, "unknown device"))
+
+    # -- firmware ------------------------------------------------------------------------------------
+    def set_firmware(self, device_id: str, status: FirmwareStatus) -> None:
+        """What an integration knows of a device's firmware and its update (shown in the device list)."""
+        self._firmware[device_id] = status
+
+    def firmware(self, device_id: str) -> FirmwareStatus | None:
+        return self._firmware.get(device_id)
 
     # -- readings --------------------------------------------------------------------------------
     def publish(self, reading: Reading) -> None:

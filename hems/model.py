@@ -154,3 +154,40 @@ class DeviceInfo:
 
 class CommandError(Exception):
     """A device refused or could not apply a command; the message says why."""
+
+
+FIRMWARE_UPDATE_STATES = ("idle", "downloading", "installing", "installed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareStatus:
+    """A device's firmware and the state of its update, whatever the protocol (Zigbee OTA, OCPP, ...).
+
+    ``update_state`` is one of ``FIRMWARE_UPDATE_STATES``; ``progress_pct`` is None while unknown;
+    ``message`` says what the device last reported (or why it failed) in words a person can act on.
+    """
+
+    version: str = ""
+    update_state: str = "idle"
+    progress_pct: float | None = None
+    target_version: str = ""
+    message: str = ""
+    ts: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.update_state not in FIRMWARE_UPDATE_STATES:
+            raise ValueError(
+                f"firmware update state {self.update_state!r} must be one of {', '.join(FIRMWARE_UPDATE_STATES)}"
+            )
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "update": {
+                "state": self.update_state,
+                "progress_pct": self.progress_pct,
+                "target_version": self.target_version,
+                "message": self.message,
+                "ts": self.ts,
+            },
+        }

@@ -276,6 +276,8 @@ class Runtime:
             devices.append(
                 {**info.to_json(), "status": str(status), "status_reason": reason, "readings": readings}
             )
+            if (firmware := self.bus.firmware(info.device_id)) is not None:
+                devices[-1]["firmware"] = firmware.to_json()
         return {
             "gateway": {
                 "id": self.config.gateway.id,
