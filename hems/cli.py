@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,6 +31,24 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--strategy", choices=("none", "rules", "planner"), help="controller strategy (default planner)"
     )
+
+    dev.add_argument(
+        "--owner-password",
+        metavar="PW",
+        help="create (or reset) the dashboard's owner account with this password at start (for scripts and tests)",
+    )
+
+    run = sub.add_parser(
+        "run", help="run the gateway: the real devices of the config, the controller, the dashboard"
+    )
+    run.add_argument("--config", metavar="FILE", required=True, help="TOML config (e.g. /etc/hems/hems.toml)")
+
+    code = sub.add_parser(
+        "setup-code",
+        help="print the one-time code the dashboard's setup page asks for (while no owner exists)",
+    )
+    code.add_argument("--config", metavar="FILE", help="TOML config (for gateway.data_dir)")
+    code.add_argument("--data-dir", metavar="DIR", help="the gateway's data directory (overrides the config)")
 
     sim = sub.add_parser("simulate", help="price the simulated home over N days, in-process at full speed")
     sim.add_argument("--days", type=float, default=7.0, help="days to simulate (default 7)")
@@ -76,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dev":
             return _dev(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "setup-code":
+            return _setup_code(args)
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "config":
@@ -134,10 +157,7 @@ def _dev(args) -> int:
     if args.strategy:
         controller = dataclasses.replace(controller, strategy=args.strategy)
     config = dataclasses.replace(config, web=web, sim=sim, gateway=gateway, controller=controller)
-    logging.basicConfig(
-        level=getattr(logging, config.gateway.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(config)
     from .livesim import parse_sim_start
     from .runtime import Runtime, run_forever
 
@@ -146,6 +166,14 @@ def _dev(args) -> int:
     except ValueError as exc:
         raise ConfigError([f"sim.start = {config.sim.start!r}: {exc}"]) from exc
     runtime = Runtime.for_dev(config)
+    if args.owner_password is not None:
+        from web.auth import Accounts, AuthError
+
+        try:
+            Accounts.check_password(args.owner_password, "owner")
+        except AuthError as exc:
+            raise ConfigError([f"--owner-password: {exc}"]) from exc
+        runtime.owner_password = args.owner_password
 
     def started(rt) -> None:
         print(
@@ -158,6 +186,57 @@ def _dev(args) -> int:
     except OSError as exc:
         print(f"hems: cannot listen on {config.web.host}:{config.web.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _logging(config) -> None:
+    logging.basicConfig(
+        level=getattr(logging, config.gateway.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _run(args) -> int:
+    """The production service (systemd runs it): real clock, the devices of the config, no simulation."""
+    config = load_config(args.config)
+    _logging(config)
+    from .runtime import Runtime, run_forever
+
+    runtime = Runtime(config=config)
+
+    def started(rt) -> None:
+        print(f"HEMS gateway {config.gateway.id} running; dashboard: {rt.url}/", flush=True)
+
+    try:
+        asyncio.run(run_forever(runtime, on_started=started))
+    except OSError as exc:
+        print(f"hems: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _setup_code(args) -> int:
+    import sqlite3
+    from pathlib import Path
+
+    from web.auth import ensure_setup_code, setup_code_path
+
+    data_dir = args.data_dir or load_config(args.config).gateway.data_dir
+    db = Path(data_dir) / "hems.sqlite"
+    users: dict = {}
+    if db.exists():  # read-only: the running service is the database's only writer
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                row = conn.execute("SELECT value FROM kv WHERE key = 'auth.users'").fetchone()
+            users = json.loads(row[0]) if row else {}
+        except sqlite3.Error as exc:
+            print(f"hems setup-code: cannot read {db}: {exc}", file=sys.stderr)
+            return 1
+    if any(u.get("role") == "owner" for u in users.values()):
+        setup_code_path(data_dir).unlink(missing_ok=True)
+        print("the gateway is already set up: log in to the dashboard as its owner", file=sys.stderr)
+        return 1
+    print(ensure_setup_code(data_dir))
     return 0
 
 

@@ -58,6 +58,9 @@ class GatewayConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert: str = ""  # PEM files; https when both are set (the gateway image makes them at first boot)
+    tls_key: str = ""
+    session_idle_h: float = 12.0  # a login lasts this long without use
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ _RULES: dict[str, tuple] = {
     ),
     "gateway.log_level": (lambda v: v in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
     "web.port": (lambda v: 0 <= v <= 65535, "must be a TCP port 0-65535 (0 = any free port)"),
+    "web.session_idle_h": (lambda v: 0.1 <= v <= 24 * 90, "must be between 0.1 and 2160 hours"),
     "store.raw_retention_days": _POSITIVE,
     "store.rollup_1m_retention_days": _POSITIVE,
     "controller.strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
@@ -269,6 +273,8 @@ def parse_config(data: dict, source: str = "") -> Config:
     }
     home = HomeParams(**home_parts)
     _cross_checks(home, problems)
+    if bool(parts["web"].tls_cert) != bool(parts["web"].tls_key):
+        problems.append("web.tls_cert and web.tls_key: set both (https) or neither (http)")
 
     tariff = Tariff.default(home.site.timezone)
     if "tariff" in data:

@@ -48,6 +48,8 @@ class Runtime:
     # dev mode: which integrations' simulated peers to start ("*" = every installed one)
     use_dev_peers: frozenset[str] = frozenset({"*"})
     started_monotonic: float = field(default_factory=time.monotonic)
+    # `hems dev --owner-password`: the owner account exists with this password from the start
+    owner_password: str | None = None
 
     def __post_init__(self) -> None:
         self.bus = Bus(self.clock)
@@ -61,6 +63,7 @@ class Runtime:
         self.dev_peers: list = []
         self.latest_plan: dict | None = None
         self.dr: DRManager | None = None
+        self.accounts = None  # web.auth.Accounts, made with the web server
 
     @classmethod
     def for_dev(cls, config: Config) -> Runtime:
@@ -138,7 +141,11 @@ class Runtime:
         if self.dev:
             self.sim = LiveSimHome(cfg.home, self.clock, seed=cfg.sim.seed, tick_s=cfg.sim.tick_s)
             cfg = self.config = await self._start_dev_peers(cfg)
-        for name in cfg.integration_names():
+        names = cfg.integration_names()
+        if not self.dev and "sim" in names:  # the simulated home exists only in dev mode
+            log.info("integration sim skipped: it serves the simulated home of `hems dev` only")
+            names.remove("sim")
+        for name in names:
             factory = load_factory(name)
             ctx = IntegrationContext(
                 name=name,
@@ -210,14 +217,38 @@ class Runtime:
         from aiohttp import web as aioweb
 
         from web.app import create_app
+        from web.auth import Accounts
 
-        app = create_app(self)
+        cfg = self.config.web
+        self.accounts = Accounts(
+            self.store, self.config.gateway.data_dir, session_idle_s=cfg.session_idle_h * 3600.0
+        )
+        if self.owner_password is not None:
+            await self.accounts.ensure_owner(self.owner_password)
+        code = self.accounts.setup_code()
+        if code is not None:
+            log.warning(
+                "no owner account yet: open the dashboard's /setup page and enter the setup code %s", code
+            )
+        app = create_app(self, self.accounts)
         self.web_runner = aioweb.AppRunner(app, access_log=None)
         await self.web_runner.setup()
-        site = aioweb.TCPSite(self.web_runner, self.config.web.host, self.config.web.port)
+        ssl_context = None
+        if cfg.tls_cert:
+            import ssl
+
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                from .config import ConfigError
+
+                raise ConfigError([f"web.tls_cert/web.tls_key: cannot load {cfg.tls_cert}: {exc}"]) from exc
+        site = aioweb.TCPSite(self.web_runner, cfg.host, cfg.port, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # the real port when 0 asked for a free one
-        self.url = f"http://{self.config.web.host}:{port}"
+        host = cfg.host if cfg.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        self.url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
     async def stop(self) -> None:
         if self.web_runner is not None:

@@ -49,3 +49,24 @@ def mosquitto(tmp_path_factory) -> dict:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+OWNER_PASSWORD = (
+    "kitchen-tablet-42"  # what tests give `Runtime(owner_password=...)` / `hems dev --owner-password`
+)
+
+
+async def login(url: str, password: str = OWNER_PASSWORD, username: str = "owner"):
+    """An aiohttp session logged in to the dashboard at ``url``, sending the CSRF header on every request."""
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )  # unsafe: cookies for 127.0.0.1
+    async with session.post(url + "/api/login", json={"username": username, "password": password}) as resp:
+        body = await resp.json()
+        if resp.status != 200:
+            await session.close()
+            raise AssertionError(f"login failed: {resp.status} {body}")
+    session.headers["X-CSRF-Token"] = body["csrf_token"]
+    return session

@@ -17,7 +17,7 @@ PROTOCOL_LIBS = {
     "bellows",
     "zigpy_znp",
 }
-COMPOSITION_ROOT = {"hems/runtime.py"}
+COMPOSITION_ROOT = {"hems/runtime.py", "hems/cli.py"}  # the CLI starts the runtime and reads accounts
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -10,12 +10,11 @@ import subprocess
 import sys
 import time
 
-import aiohttp
 import pytest
 
 from hems.config import Config, parse_config
 from hems.runtime import Runtime
-from tests.conftest import free_port
+from tests.conftest import OWNER_PASSWORD, free_port, login
 
 
 async def _get_json(session, url):
@@ -43,6 +42,8 @@ def test_hems_dev_command_serves_changing_status(tmp_path):
             str(tmp_path),
             "--speed",
             "60",
+            "--owner-password",
+            OWNER_PASSWORD,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -61,7 +62,7 @@ def test_hems_dev_command_serves_changing_status(tmp_path):
         assert f"http://127.0.0.1:{port}" in url_line
 
         async def check():
-            async with aiohttp.ClientSession() as s:
+            async with await login(f"http://127.0.0.1:{port}") as s:
                 for _ in range(100):  # simulated devices behind real protocols connect within seconds
                     code, health = await _get_json(s, f"http://127.0.0.1:{port}/healthz")
                     if health["devices"]["ok"] >= 5:
@@ -108,9 +109,10 @@ async def test_runtime_api_and_live_stream(tmp_path):
         }
     )
     rt = Runtime.for_dev(cfg)
+    rt.owner_password = OWNER_PASSWORD
     await rt.start()
     try:
-        async with aiohttp.ClientSession() as s:
+        async with await login(rt.url) as s:
             for _ in range(100):  # the Zigbee meter joins the simulated network within a second
                 code, status = await _get_json(s, rt.url + "/api/status")
                 meters = [d for d in status["devices"] if "grid_meter" in d["capabilities"] and d["readings"]]
@@ -148,7 +150,7 @@ async def test_runtime_api_and_live_stream(tmp_path):
 
 async def test_a_broken_integration_is_refused_with_its_name(tmp_path):
     cfg = parse_config({"gateway": {"data_dir": str(tmp_path)}, "integrations": {"sim": {"bogus": 1}}})
-    rt = Runtime(config=cfg)
+    rt = Runtime(config=cfg, dev=True, use_dev_peers=frozenset())
     with pytest.raises(Exception, match=r"integrations\.sim\.bogus"):
         await rt.start(serve_web=False)
     await rt.stop()
@@ -168,9 +170,10 @@ async def test_plan_api_and_stored_plan(tmp_path):
         }
     )
     rt = Runtime.for_dev(cfg)
+    rt.owner_password = OWNER_PASSWORD
     await rt.start()
     try:
-        async with aiohttp.ClientSession() as s:
+        async with await login(rt.url) as s:
             for _ in range(300):  # generous: a loaded CI machine may take seconds to start every peer
                 async with s.get(rt.url + "/api/plan") as resp:
                     if resp.status == 200:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from hems.config import parse_config
 from hems.dr import DRState
 from hems.runtime import Runtime
+from tests.conftest import OWNER_PASSWORD, login
 
 
 async def wait(predicate, timeout_s: float, what: str):
@@ -36,6 +36,7 @@ async def test_openadr_event_caps_import_and_opt_out_reaches_the_vtn(tmp_path):
         }
     )
     rt = Runtime.for_dev(cfg)
+    rt.owner_password = OWNER_PASSWORD
     await rt.start()
     try:
         vtn = next(p.vtn for p in rt.dev_peers if hasattr(p, "vtn"))
@@ -69,7 +70,7 @@ async def test_openadr_event_caps_import_and_opt_out_reaches_the_vtn(tmp_path):
         assert len(averages) >= 3
         assert max(averages) <= cap_w * 1.02, averages
         # the homeowner opts out from the dashboard API; the VTN hears of it
-        async with aiohttp.ClientSession() as s:
+        async with await login(rt.url) as s:
             async with s.post(rt.url + "/api/dr/openadr:e2e-1/opt-out", json={"reason": "guests"}) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["state"] == "opted_out"

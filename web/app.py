@@ -1,7 +1,7 @@
 """The gateway's HTTP server: health, JSON status, the live reading stream, and the overview page.
 
-``/healthz`` is never behind a login: it says whether the service runs, nothing about the home.
-The login in front of ``/api`` and the full dashboard come with the dashboard issue.
+``/healthz`` is never behind a login: it says whether the service runs, nothing about the home. Everything
+else needs a session (see :mod:`web.auth`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from web import auth
+
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RUNTIME = web.AppKey("runtime", object)
 
 
-def create_app(runtime) -> web.Application:
+def create_app(runtime, accounts: auth.Accounts) -> web.Application:
     """``runtime`` is the composition root's object: it has ``health()``, ``status()`` and ``bus``."""
-    app = web.Application()
+    app = web.Application(client_max_size=1024**2)
     app[RUNTIME] = runtime
+    auth.install(app, accounts)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/live", api_live)
@@ -61,6 +64,7 @@ async def api_dr_events(request: web.Request) -> web.Response:
 
 async def api_dr_opt_out(request: web.Request) -> web.Response:
     """The homeowner opts out of an event; the source (utility, meter, aggregator) is told."""
+    auth.require_role(request, "owner")
     dr = request.app[RUNTIME].dr
     key = request.match_info["key"]
     if dr is None or dr.get(key) is None:
