@@ -195,6 +195,7 @@ class Controller:
         self.overrides: list[Callable[[float], dict | None]] = []
         # callables now -> {"export_cap_w"?, "generation_cap_w"?, "battery_charge_power_w"?} from utility DER controls
         self.der_limits: list[Callable[[float], dict]] = []
+        self.export_limit_w: float | None = None  # the site's own export limit (a homeowner setting)
         self.status = ControllerStatus(strategy.name)
         self._task: asyncio.Task | None = None
         self._refused: set[tuple[str, str]] = set()
@@ -216,6 +217,7 @@ class Controller:
         if self.strategy.name != "none":
             cap, event_id, level, *utility = self.dr_limit(state.ts) if self.dr_limit else (None, "", None)
             export_cap, generation_cap = [*utility, None, None][:2]
+            export_cap = _tighter(export_cap, self.export_limit_w)
             for source in self.der_limits:  # utility DER controls (IEEE 2030.5), defaults included
                 der = source(state.ts) or {}
                 export_cap = _tighter(export_cap, der.get("export_cap_w"))

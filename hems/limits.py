@@ -124,7 +124,7 @@ def apply_limits(d: Decision, s: HomeState, params: HomeParams, limits: LimitInp
             if excess > 0:
                 pv_now = s.pv_power_w if d.pv_limit_w is None else min(s.pv_power_w, d.pv_limit_w)
                 d = replace(d, pv_limit_w=max(0.0, pv_now - excess))
-            reasons.append(f"utility export limit {limits.export_cap_w / 1000:.1f} kW")
+            reasons.append(f"export limit {limits.export_cap_w / 1000:.1f} kW")
 
     # 4. battery reserve (a DR event may go below it: that is what the reserve is for)
     in_dr = cap is not None or (level is not None and level.level > 0)

@@ -152,6 +152,7 @@ class PlannerStrategy:
         self._no_event: tuple[float, float, np.ndarray] | None = None  # the last plan made with no DR event
         self._planner = planner  # injectable so tests can make the planner fail
         self.decision_interval_s = decision_interval_s  # how often decide() is called: duty-cycle resolution
+        self.export_limit_w: float | None = None  # the site's export limit (homeowner / interconnection)
         self.rules = RulesStrategy(tariff, params)
         self.plan: Plan | None = None
         self.inputs: PlanInputs | None = None
@@ -164,6 +165,16 @@ class PlannerStrategy:
         ] = []  # e.g. store the plan and its forecast
 
     # -- events ----------------------------------------------------------------------------------
+    def set_home(self, params: HomeParams, tariff: Tariff, export_limit_w: float | None) -> None:
+        """The homeowner changed a setting: plan with it from the next decision (call request_replan too)."""
+        self.params = params
+        self.tariff = tariff
+        self.export_limit_w = export_limit_w
+        self.rules = RulesStrategy(tariff, params)
+        if hasattr(self.outlook, "params"):
+            self.outlook.params = params  # EV departure, initial SOC
+        self._no_event = None  # the no-event baseline was planned with the old settings
+
     def request_replan(self, reason: str) -> None:
         """Re-plan at the next decision (DR event, EV plugged/unplugged, a setting changed)."""
         self._replan_reason = reason
@@ -218,6 +229,7 @@ class PlannerStrategy:
             comfort_max_c=comfort_max,
             dr_windows=tuple(windows),
             allow_ev_v2h=self.params.ev.v2h,
+            export_limit_w=self.export_limit_w,
         )
 
     def replan(self, state: HomeState, reason: str) -> Plan | None:

@@ -31,6 +31,15 @@ from .model import DeviceStatus
 from .mpc import PlannerStrategy, plan_to_json
 from .recorder import Recorder
 from .rules import NoControlStrategy, RulesStrategy
+from .settings import (
+    CloudLink,
+    UserSettings,
+    apply_patch,
+    describe_change,
+    from_home,
+    from_stored,
+    home_with,
+)
 from .store import Store
 
 log = logging.getLogger("hems")
@@ -64,6 +73,9 @@ class Runtime:
         self.latest_plan: dict | None = None
         self.dr: DRManager | None = None
         self.accounts = None  # web.auth.Accounts, made with the web server
+        self.settings: UserSettings | None = None  # the homeowner's settings (the dashboard edits them)
+        self._base_home = self.config.home  # the config file's home, before the homeowner's settings
+        self._settings_lock = asyncio.Lock()
 
     @classmethod
     def for_dev(cls, config: Config) -> Runtime:
@@ -136,6 +148,7 @@ class Runtime:
             rollup_1m_retention_days=cfg.store.rollup_1m_retention_days,
         )
         self.recorder = Recorder(self.bus, self.store)
+        cfg = self.config = self._load_settings(cfg)
         self.dr = DRManager(self.store, clock=self.clock, timezone=cfg.home.site.timezone)
         self.dr.start()
         if self.dev:
@@ -147,19 +160,7 @@ class Runtime:
             names.remove("sim")
         for name in names:
             factory = load_factory(name)
-            ctx = IntegrationContext(
-                name=name,
-                bus=self.bus,
-                clock=self.clock,
-                config=cfg,
-                section=dict(cfg.integrations.get(name, {})),
-                devices=cfg.devices_of(name),
-                store=self.store,
-                sim=self.sim,
-                dr=self.dr,
-                log=logging.getLogger(f"integrations.{name}"),
-            )
-            integration = factory(ctx)
+            integration = factory(self._context(name, cfg))
             await integration.start()
             self.integrations.append(integration)
             log.info("integration %s started", name)
@@ -171,17 +172,162 @@ class Runtime:
         self.controller = Controller(
             self.bus, strategy, cfg.home, interval_s=cfg.controller.interval_s, dr_limit=self._dr_limit
         )
-        for (
-            integration
-        ) in self.integrations:  # e.g. MQTT VPP dispatch: held setpoints, still under the limits
-            dispatch = getattr(integration, "dispatch", None)
-            if dispatch is not None and hasattr(dispatch, "active_override"):
-                self.controller.overrides.append(dispatch.active_override)
-            if callable(getattr(integration, "der_limits", None)):  # e.g. IEEE 2030.5 DER controls
-                self.controller.der_limits.append(integration.der_limits)
+        self.controller.export_limit_w = self.settings.export_limit_w
+        if isinstance(strategy, PlannerStrategy):
+            strategy.export_limit_w = self.settings.export_limit_w
+        for integration in self.integrations:
+            self._hook_controller(integration)
         self.controller.start()
         if serve_web:
             await self._start_web()
+
+    def _hook_controller(self, integration, *, unhook: bool = False) -> None:
+        """An integration's inputs to the controller: a VPP dispatch's held setpoints (MQTT), a utility's DER
+        limits (IEEE 2030.5). ``unhook`` removes them (the integration is being replaced)."""
+        pairs = []
+        dispatch = getattr(integration, "dispatch", None)
+        if dispatch is not None and hasattr(dispatch, "active_override"):
+            pairs.append((self.controller.overrides, dispatch.active_override))
+        if callable(getattr(integration, "der_limits", None)):
+            pairs.append((self.controller.der_limits, integration.der_limits))
+        for hooks, fn in pairs:
+            if unhook:
+                hooks[:] = [h for h in hooks if h != fn]
+            else:
+                hooks.append(fn)
+
+    # -- the homeowner's settings -------------------------------------------------------------------------
+    def _load_settings(self, cfg: Config) -> Config:
+        """The config's values, overlaid with what the homeowner saved from the dashboard."""
+        base = from_home(cfg.home, cfg.tariff, _cloud_from_config(cfg))
+        saved = self.store.get_setting("user", None) if self.store else None
+        self.settings = from_stored(saved, base, cfg.home) if isinstance(saved, dict) else base
+        return self._config_with(cfg, self.settings)
+
+    def _config_with(self, cfg: Config, s: UserSettings) -> Config:
+        integrations = {k: dict(v) for k, v in cfg.integrations.items()}
+        if s.cloud.mqtt_enabled:
+            section = integrations.setdefault("mqtt", {})
+            links = [dict(link) for link in section.get("links", []) if link.get("name") != "cloud"]
+            link = {
+                "name": "cloud",
+                "host": s.cloud.mqtt_host,
+                "port": s.cloud.mqtt_port,
+                "tls": s.cloud.mqtt_tls,
+            }
+            if s.cloud.mqtt_username:
+                link["username"] = s.cloud.mqtt_username
+            if s.cloud.mqtt_password:
+                link["password"] = s.cloud.mqtt_password
+            section["links"] = [link, *links]
+        elif "mqtt" in integrations:
+            links = [ln for ln in integrations["mqtt"].get("links", []) if ln.get("name") != "cloud"]
+            if links:
+                integrations["mqtt"]["links"] = links
+            else:
+                del integrations["mqtt"]
+        return replace(cfg, home=home_with(self._base_home, s), tariff=s.tariff, integrations=integrations)
+
+    def settings_json(self) -> dict:
+        return self.settings.to_json() if self.settings else {}
+
+    async def update_settings(self, patch: dict) -> dict:
+        """Validate and apply a change from the dashboard; the next plan uses it (a re-plan starts now).
+
+        Raises :class:`hems.settings.SettingsError` naming every bad field; then nothing changes."""
+        async with self._settings_lock:
+            old = self.settings
+            new = apply_patch(old, patch, self._base_home)
+            new_cfg = self._config_with(self.config, new)
+            if new.cloud != old.cloud:
+                await self._restart_integration("mqtt", new_cfg)
+            self.settings = new
+            self.config = new_cfg
+            if self.store is not None:
+                self.store.set_setting("user", new.stored(), ts=self.clock.now())
+                change = describe_change(old, new)
+                self.store.add_event("settings", {"change": change}, ts=self.clock.now(), source="dashboard")
+            if self.controller is not None:
+                self.controller.params = new_cfg.home
+                self.controller.export_limit_w = new.export_limit_w
+                strategy = self.controller.strategy
+                if isinstance(strategy, PlannerStrategy):
+                    strategy.set_home(new_cfg.home, new_cfg.tariff, new.export_limit_w)
+                    strategy.request_replan(f"settings changed: {describe_change(old, new)}")
+                elif isinstance(strategy, RulesStrategy):
+                    strategy.params, strategy.tariff = new_cfg.home, new_cfg.tariff
+                self.controller.poke()
+            log.info("settings changed: %s", describe_change(old, new))
+            return new.to_json()
+
+    async def _restart_integration(self, name: str, cfg: Config) -> None:
+        """Stop ``name`` and start it again from ``cfg`` (e.g. the cloud link's broker changed)."""
+        old = next((i for i in self.integrations if getattr(i, "name", None) == name), None)
+        if name in cfg.integrations:
+            factory = load_factory(name)
+            new = factory(self._context(name, cfg))  # a bad section raises here, before anything stops
+        else:
+            new = None
+        if old is not None:
+            if self.controller is not None:
+                self._hook_controller(old, unhook=True)
+            await old.stop()
+            self.integrations.remove(old)
+        if new is not None:
+            await new.start()
+            self.integrations.append(new)
+            if self.controller is not None:
+                self._hook_controller(new)
+            log.info("integration %s restarted with new settings", name)
+
+    def _context(self, name: str, cfg: Config) -> IntegrationContext:
+        return IntegrationContext(
+            name=name,
+            bus=self.bus,
+            clock=self.clock,
+            config=cfg,
+            section=dict(cfg.integrations.get(name, {})),
+            devices=cfg.devices_of(name),
+            store=self.store,
+            sim=self.sim,
+            dr=self.dr,
+            log=logging.getLogger(f"integrations.{name}"),
+        )
+
+    # -- commissioning (the installer's device page) ---------------------------------------------------
+    def commission_actions(self) -> list[dict]:
+        """What the installer can do to add or pair devices, from every integration that offers it."""
+        actions = []
+        for integration in self.integrations:
+            offer = getattr(integration, "commission_actions", None)
+            if callable(offer):
+                for action in offer():
+                    actions.append({"integration": integration.name, **action})
+        return actions
+
+    async def commission(self, integration: str, action: str, params: dict) -> dict:
+        target = next((i for i in self.integrations if i.name == integration), None)
+        if target is None or not callable(getattr(target, "commission", None)):
+            known = sorted({a["integration"] for a in self.commission_actions()})
+            raise ValueError(
+                f"no integration {integration!r} that commissions devices; running: {', '.join(known) or 'none'}"
+            )
+        offered = {a.get("action") for a in target.commission_actions()}
+        if action not in offered:
+            raise ValueError(
+                f"{integration} has no action {action!r}; it offers: {', '.join(sorted(offered))}"
+            )
+        if not isinstance(params, dict):
+            raise ValueError("params must be a JSON object")
+        result = await target.commission(action, params)
+        if self.store is not None:
+            self.store.add_event(
+                "commission",
+                {"integration": integration, "action": action},
+                ts=self.clock.now(),
+                source="web",
+            )
+        return result
 
     async def _start_dev_peers(self, cfg: Config) -> Config:
         """Dev mode: each protocol's simulated peer takes over its device from the built-in sim integration,
@@ -328,6 +474,21 @@ class Runtime:
             "dr_events": [e.to_json() for e in self.dr.events(include_terminal=False)] if self.dr else [],
             "devices": devices,
         }
+
+
+def _cloud_from_config(cfg: Config) -> CloudLink:
+    """The config file's MQTT link named "cloud", as the dashboard shows it."""
+    for link in cfg.integrations.get("mqtt", {}).get("links", []) or []:
+        if isinstance(link, dict) and link.get("name") == "cloud":
+            return CloudLink(
+                mqtt_enabled=True,
+                mqtt_host=str(link.get("host", "")),
+                mqtt_port=int(link.get("port", 1883)),
+                mqtt_username=str(link.get("username") or ""),
+                mqtt_password=str(link.get("password") or ""),
+                mqtt_tls=bool(link.get("tls", False)),
+            )
+    return CloudLink()
 
 
 async def run_forever(runtime: Runtime, *, on_started=None) -> None:
