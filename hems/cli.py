@@ -180,6 +180,11 @@ def _dev(args) -> int:
             f"HEMS dev mode: simulated home running at {config.sim.speed:g}x, data in {config.gateway.data_dir}"
         )
         print(f"Dashboard: {rt.url}/   status: {rt.url}/api/status   health: {rt.url}/healthz", flush=True)
+        code = rt.accounts.setup_code() if rt.accounts else None
+        if code:
+            print(f"First visit: open {rt.url}/setup and enter the setup code {code}", flush=True)
+        else:
+            print("Log in as the owner (hems dev --owner-password PW sets the password at start)", flush=True)
 
     try:
         asyncio.run(run_forever(runtime, on_started=started))
