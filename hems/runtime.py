@@ -491,8 +491,15 @@ def _cloud_from_config(cfg: Config) -> CloudLink:
     return CloudLink()
 
 
-async def run_forever(runtime: Runtime, *, on_started=None) -> None:
-    """Start, wait for SIGINT/SIGTERM, stop cleanly."""
+async def run_forever(runtime: Runtime, *, on_started=None, notifier=None) -> None:
+    """Start, wait for SIGINT/SIGTERM, stop cleanly.
+
+    Under systemd (Type=notify) it says READY=1 once started and feeds the watchdog at half of
+    $WATCHDOG_USEC, but only while the controller loop is healthy: a hung loop or a dead controller stops
+    the pings, and systemd restarts the service."""
+    from .sdnotify import Notifier
+
+    notifier = notifier if notifier is not None else Notifier()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -500,10 +507,37 @@ async def run_forever(runtime: Runtime, *, on_started=None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except NotImplementedError:  # pragma: no cover - not on POSIX
             pass
-    await runtime.start()
-    if on_started is not None:
-        on_started(runtime)
+    watchdog: asyncio.Task | None = None
     try:
+        await runtime.start()
+        if on_started is not None:
+            on_started(runtime)
+        notifier.ready(f"running; dashboard {runtime.url}/" if runtime.url else "running")
+        if notifier.watchdog_interval_s:
+            watchdog = asyncio.create_task(_feed_watchdog(runtime, notifier, notifier.watchdog_interval_s))
         await stop.wait()
     finally:
+        notifier.stopping("stopping")
+        if watchdog is not None:
+            watchdog.cancel()
         await runtime.stop()
+
+
+async def _feed_watchdog(runtime: Runtime, notifier, interval_s: float) -> None:
+    was_ok = True
+    while True:
+        health = runtime.health()
+        ok = health.get("status") == "ok"
+        if ok:
+            notifier.watchdog()
+        if ok != was_ok:  # say it once per change, not every tick
+            if ok:
+                notifier.status("running")
+                log.info("controller healthy again: watchdog fed")
+            else:
+                notifier.status(f"unhealthy ({health.get('status')}): watchdog not fed")
+                log.error(
+                    "controller loop not healthy (%s): the watchdog is no longer fed", health.get("status")
+                )
+            was_ok = ok
+        await asyncio.sleep(interval_s)
