@@ -14,6 +14,9 @@ Configuration (``[integrations.zigbee]``)::
     request_timeout_s = 5
     report_min_s = 5              # attribute reporting asked from devices: at most this often ...
     report_max_s = 300            # ... and at least this often
+    ota_dir = "var/zigbee-ota"    # Zigbee OTA files offered to the devices (default <data_dir>/zigbee-ota)
+    ota_auto_update = true        # install a newer image as soon as the device asks; false = installer starts it
+    ota_check_interval_s = 60     # how often the folder is looked at for new files
     sim_network = "dev-1"         # radio = "simulated" only: the in-process network (dev mode sets it)
 
 and, optionally, one ``[[devices]]`` entry per paired device to name it::
@@ -35,6 +38,11 @@ the gateway's DR lifecycle and tariff will set; by default they log and publish 
 acknowledges a Load Control Event with "received" and rejects a cancel of an unknown event itself, as the
 Smart Energy standard asks; every later status (started, completed, opted out, cancelled, ...) is sent by
 ``report_event_status``.
+
+Commissioning (``commission_actions()`` / ``commission(action, params)``, for the installer's page):
+``permit_join`` (``duration_s`` 1-254) opens the network through zigpy's ``permit()``; devices that join are
+interviewed and appear on the bus; ``permit_join_state()`` gives the countdown. ``update_firmware``
+(``device_id``) and ``check_firmware`` drive the OTA updates of ``ota.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import contextlib
 import inspect
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,8 +62,15 @@ import zigpy.exceptions
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 from zigpy.device import ZigbeeDevice
-from zigpy.zcl import AttributeReadEvent, AttributeReportedEvent, AttributeUpdatedEvent, Cluster, foundation
-from zigpy.zcl.clusters.general import OnOff
+from zigpy.zcl import (
+    AttributeReadEvent,
+    AttributeReportedEvent,
+    AttributeUpdatedEvent,
+    Cluster,
+    OtaImageAvailableEvent,
+    foundation,
+)
+from zigpy.zcl.clusters.general import OnOff, Ota
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.hvac import Fan, Thermostat
 from zigpy.zcl.clusters.measurement import TemperatureMeasurement
@@ -68,6 +84,7 @@ from hems.model import HVAC_MODES, Capability, CommandError, DeviceInfo, DeviceS
 from . import events as ev
 from . import radio as radio_mod
 from . import smartenergy as se
+from .ota import ZigbeeOta
 
 Q = Quantity
 log = logging.getLogger(__name__)
@@ -85,6 +102,9 @@ SECTION_KEYS = {
     "request_timeout_s",
     "report_min_s",
     "report_max_s",
+    "ota_dir",
+    "ota_auto_update",
+    "ota_check_interval_s",
     "sim_network",
 }
 DEVICE_KEYS = {"type", "ieee", "id", "name", "role"}
@@ -140,6 +160,9 @@ class ZigbeeSettings:
     request_timeout_s: float = 5.0
     report_min_s: int = 5
     report_max_s: int = 300
+    ota_dir: str = ""
+    ota_auto_update: bool = True
+    ota_check_interval_s: float = 60.0
     naming: dict[str, DeviceNaming] = field(default_factory=dict)
 
 
@@ -202,6 +225,12 @@ def parse_settings(ctx: IntegrationContext) -> ZigbeeSettings:
     rmax = opt("report_max_s", 300, int, "seconds 1-65534", lambda v: 1 <= v <= 65534)
     if rmin > rmax:
         problems.append(f"integrations.zigbee.report_min_s = {rmin} must not exceed report_max_s = {rmax}")
+    default_ota = str(Path(ctx.config.gateway.data_dir) / "zigbee-ota")
+    ota_dir = opt("ota_dir", default_ota, str, "a folder path", lambda v: bool(v.strip()))
+    ota_auto = opt("ota_auto_update", True, bool, "true or false")
+    ota_check = opt(
+        "ota_check_interval_s", 60.0, float, "seconds between 0.05 and 86400", lambda v: 0.05 <= v <= 86400
+    )
 
     naming: dict[str, DeviceNaming] = {}
     ids: set[str] = set()
@@ -250,6 +279,9 @@ def parse_settings(ctx: IntegrationContext) -> ZigbeeSettings:
         request_timeout_s=timeout,
         report_min_s=rmin,
         report_max_s=rmax,
+        ota_dir=str(Path(ota_dir).expanduser()),
+        ota_auto_update=ota_auto,
+        ota_check_interval_s=ota_check,
         naming=naming,
     )
 
@@ -354,11 +386,18 @@ class _Adapter:
 
     def _event_handler(self, cluster: Cluster) -> Callable[[Any], None]:
         def handle(data: Any) -> None:
+            if isinstance(data, OtaImageAvailableEvent):  # zigpy checked the OTA folder for this device
+                self.zigbee.ota.image_available(self, data)
+                return
             if not isinstance(data, AttributeReportedEvent | AttributeReadEvent | AttributeUpdatedEvent):
                 return
             if data.attribute_name is None:
                 return
             self.zigbee._heard(self)
+            if cluster.cluster_id == Ota.cluster_id:
+                if data.attribute_name == "current_file_version" and data.value is not None:
+                    self.zigbee.ota.version_reported(self, int(data.value))
+                return
             try:
                 self.on_attribute(cluster, data.attribute_name, data.value)
             except Exception:
@@ -822,6 +861,14 @@ class ZigbeeIntegration:
         self._poll_task: asyncio.Task | None = None
         self._connect_task: asyncio.Task | None = None
         self._permit_until = 0.0
+        self._permit_until_ts = 0.0  # the same, in POSIX time (the radio counts real seconds)
+        self._permit_joined: list[str] = []  # device ids that joined during the current opening
+        self.ota = ZigbeeOta(
+            self,
+            Path(self.settings.ota_dir),
+            auto_update=self.settings.ota_auto_update,
+            check_interval_s=self.settings.ota_check_interval_s,
+        )
         self._stopping = False
         self._garbage_logged_at = -math.inf
         self._garbage_count = 0
@@ -829,6 +876,7 @@ class ZigbeeIntegration:
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._make_database_dir()
+        self.ota.start()
         if not await self._connect():
             self._connect_task = asyncio.get_running_loop().create_task(
                 self._reconnect_forever(), name="zigbee-connect"
@@ -867,6 +915,7 @@ class ZigbeeIntegration:
             return False
         self.app = app
         app.add_listener(self)
+        self.ota.attach(app)
         info = app.state.network_info
         log.info(
             "zigbee: %s radio up on channel %s, PAN 0x%04X, %d paired device(s)",
@@ -895,6 +944,7 @@ class ZigbeeIntegration:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.ota.stop()
         for task in [self._connect_task, self._poll_task, *self._tasks]:
             if task is not None:
                 task.cancel()
@@ -924,11 +974,100 @@ class ZigbeeIntegration:
             raise CommandError("the Zigbee radio is not connected")
         await self.app.permit(time_s=seconds)
         self._permit_until = asyncio.get_running_loop().time() + seconds
+        self._permit_until_ts = time.time() + seconds if seconds else 0.0
+        self._permit_joined = []
         log.info("zigbee: %s", f"joining permitted for {seconds} s" if seconds else "joining closed")
 
     @property
     def permit_join_remaining_s(self) -> float:
         return max(0.0, self._permit_until - asyncio.get_running_loop().time())
+
+    def permit_join_state(self) -> dict[str, Any]:
+        """For the installer's countdown: open or not, until when (POSIX time, real seconds), who joined."""
+        remaining = self.permit_join_remaining_s
+        return {
+            "permit_join_open": remaining > 0,
+            "permit_join_remaining_s": round(remaining, 1),
+            "permit_join_until_ts": self._permit_until_ts if remaining > 0 else None,
+            "joined_device_ids": list(self._permit_joined),
+        }
+
+    # -- commissioning (the installer's page) ------------------------------------------------------------
+    def commission_actions(self) -> list[dict[str, Any]]:
+        devices = sorted(a.device_id for a in self.adapters.values() if ota_capable(a))
+        return [
+            {
+                "integration": self.name,
+                "action": "permit_join",
+                "title": "Pair Zigbee devices",
+                "description": "Open the Zigbee network so that a device in pairing mode can join.",
+                "params": {
+                    "duration_s": {
+                        "type": "integer",
+                        "label": "Keep the network open for (seconds)",
+                        "default": 60,
+                        "min": 1,
+                        "max": 254,
+                    }
+                },
+                "state": self.permit_join_state(),
+            },
+            {
+                "integration": self.name,
+                "action": "update_firmware",
+                "title": "Update a Zigbee device's firmware",
+                "description": f"Install the newest image for the device from {self.settings.ota_dir}.",
+                "params": {"device_id": {"type": "string", "label": "Device", "choices": devices}},
+            },
+            {
+                "integration": self.name,
+                "action": "check_firmware",
+                "title": "Look for Zigbee firmware",
+                "description": "Read the OTA folder again and ask every device to check for a newer image.",
+                "params": {},
+                "state": self.ota.describe(),
+            },
+        ]
+
+    async def commission(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one commissioning action; ValueError says what is wrong with the request."""
+        params = dict(params or {})
+        if action == "permit_join":
+            seconds = params.pop("duration_s", 60)
+            _no_more(action, params)
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 254:
+                raise ValueError(f"duration_s = {seconds!r}: must be whole seconds 1-254")
+            if self.app is None:
+                raise ValueError("the Zigbee radio is not connected; check the coordinator stick")
+            await self.permit_join(seconds)
+            return {"duration_s": seconds, **self.permit_join_state()}
+        if action == "update_firmware":
+            device_id = params.pop("device_id", None)
+            _no_more(action, params)
+            if not isinstance(device_id, str) or not device_id:
+                raise ValueError("device_id is required: the Zigbee device to update")
+            try:
+                adapter = self.device(device_id)
+            except KeyError:
+                known = ", ".join(sorted(a.device_id for a in self.adapters.values())) or "none"
+                raise ValueError(f"no Zigbee device {device_id!r}; paired: {known}") from None
+            return await self.ota.request_update(adapter)
+        if action == "check_firmware":
+            _no_more(action, params)
+            await self.ota.provider.refresh()
+            asked = await self.ota.notify_all()
+            return {**self.ota.describe(), "devices_asked": asked, "devices": self._firmware_list()}
+        raise ValueError(
+            f"unknown zigbee action {action!r}; available: permit_join, update_firmware, check_firmware"
+        )
+
+    def _firmware_list(self) -> list[dict[str, Any]]:
+        out = []
+        for adapter in sorted(self.adapters.values(), key=lambda a: a.device_id):
+            status = self.ctx.bus.firmware(adapter.device_id)
+            if status is not None:
+                out.append({"device_id": adapter.device_id, **status.to_json()})
+        return out
 
     # zigpy application listener (called synchronously by zigpy)
     def device_joined(self, device: ZigbeeDevice) -> None:
@@ -937,6 +1076,8 @@ class ZigbeeIntegration:
     def device_initialized(self, device: ZigbeeDevice) -> None:
         if self.app is None or device.ieee == self.app.state.node_info.ieee:
             return
+        if self.permit_join_remaining_s > 0:
+            log.info("zigbee: %s joined while the network was open for pairing", device.ieee)
         self._spawn(self._adopt(device, fresh=True), f"zigbee-adopt-{device.ieee}")
 
     def device_init_failure(self, device: ZigbeeDevice) -> None:
@@ -1068,11 +1209,15 @@ class ZigbeeIntegration:
                 adapter.detach()
                 return
             log.info("zigbee: %s is %s (%s)", ieee, adapter.device_id, adapter.info.name)
+            if fresh and self.permit_join_remaining_s > 0 and adapter.device_id not in self._permit_joined:
+                self._permit_joined.append(adapter.device_id)
         if fresh:
             adapter.last_heard = asyncio.get_running_loop().time()
             bus.set_status(adapter.device_id, DeviceStatus.OK)
         else:
             self._spawn(self._refresh(adapter), f"zigbee-refresh-{ieee}")
+        if ota_capable(adapter):
+            self._spawn(self.ota.device_adopted(adapter), f"zigbee-ota-check-{ieee}")
 
     async def _refresh(self, adapter: _Adapter) -> None:
         """A device restored from the database: set its reporting up again and check it answers."""
@@ -1436,6 +1581,15 @@ class ZigbeeIntegration:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(msg, *args)
+
+
+def ota_capable(adapter: _Adapter) -> bool:
+    return find_cluster(adapter.device, Ota.cluster_id, server=False) is not None
+
+
+def _no_more(action: str, params: dict[str, Any]) -> None:
+    if params:
+        raise ValueError(f"zigbee {action}: unknown parameter(s) {', '.join(sorted(params))}")
 
 
 def _same_event(a: ev.DRLCEvent, b: ev.DRLCEvent) -> bool:

@@ -187,7 +187,7 @@ def zigpy_config(
         },
         zconf.CONF_DATABASE: database,
         zconf.CONF_NWK: network,
-        # Device firmware updates are the firmware/ package's job, not a side effect of pairing
+        # No internet OTA indexes (the gateway may be offline): ota.py registers the local folder's provider
         zconf.CONF_OTA: {zconf.CONF_OTA_ENABLED: False},
         zconf.CONF_TOPO_SCAN_ENABLED: False,
         zconf.CONF_ADDITIONAL_ENDPOINTS: [dict(SE_ENDPOINT)],

@@ -2,7 +2,9 @@
 
 ``dev_peer`` starts a ``SimNetwork`` with the meter (ESI), thermostat, water heater relay and pool pump relay,
 driven by the dev-mode ``LiveSimHome``, and points the zigbee integration at it (``radio = "simulated"``);
-the devices join when the integration opens the network for joining, as real ones do when paired.
+the devices join when the integration opens the network for joining, as real ones do when paired. A fifth
+device, a garage smart plug (60 W), waits in pairing mode: it joins the next time the installer opens the
+network (the dashboard's "Pair Zigbee devices"), to show pairing in dev mode.
 
 ``main`` runs the same network standalone with the real integration on a private bus and prints what goes
 over the air and what the gateway makes of it, including a load control event, a price and a message.
@@ -32,6 +34,7 @@ from .simradio import AirFrame, SimNetwork
 log = logging.getLogger(__name__)
 
 REPLACES = frozenset({"grid-meter", "thermostat", "water-heater"})
+SPARE_PLUG_W = 60.0
 _names = itertools.count(1)
 
 
@@ -51,7 +54,7 @@ class ZigbeeDevPeer:
 async def dev_peer(ctx: DevPeerContext) -> ZigbeeDevPeer:
     name = f"dev-{os.getpid()}-{next(_names)}"
     network = SimNetwork(name)
-    home = SimHomeZigbee(network, ctx.sim)
+    home = SimHomeZigbee(network, ctx.sim, spare_plug_w=SPARE_PLUG_W)
     section = {
         "radio": "simulated",
         "sim_network": name,
@@ -97,6 +100,13 @@ async def dev_peer(ctx: DevPeerContext) -> ZigbeeDevPeer:
             "id": "pool-pump",
             "name": "Pool pump",
             "role": "pool_pump",
+        },
+        {  # not paired yet: joins when the installer opens the network
+            "type": "zigbee",
+            "ieee": str(home.spare_plug.node.ieee),
+            "id": "garage-plug",
+            "name": "Garage smart plug",
+            "role": "load",
         },
     ]
     return ZigbeeDevPeer(network=network, home=home, section=section, devices=devices)

@@ -10,13 +10,15 @@ answers (``drlc.reports``, ``price.acks``, ``messaging.confirmations``), decoded
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import zigpy.profiles.zha as zha
 import zigpy.types as t
+from zigpy.ota.image import parse_ota_image
 from zigpy.zcl import foundation
-from zigpy.zcl.clusters.general import Basic, OnOff
+from zigpy.zcl.clusters.general import Basic, OnOff, Ota
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.hvac import Fan, Thermostat
 from zigpy.zcl.clusters.measurement import TemperatureMeasurement
@@ -31,6 +33,12 @@ METER_IEEE = "00:0d:6f:00:0a:90:00:01"
 THERMOSTAT_IEEE = "00:0d:6f:00:0a:90:00:02"
 WATER_HEATER_IEEE = "00:0d:6f:00:0a:90:00:03"
 POOL_PUMP_IEEE = "00:0d:6f:00:0a:90:00:04"
+SPARE_PLUG_IEEE = "00:0d:6f:00:0a:90:00:05"
+
+MANUFACTURER_CODE = 0x1234  # the simulated devices' maker (SimNode's default)
+THERMOSTAT_IMAGE_TYPE = 0x0201
+RELAY_IMAGE_TYPE = 0x0006
+FIRST_FILE_VERSION = 0x01000000
 
 Status = foundation.Status
 SystemMode = Thermostat.SystemMode
@@ -223,6 +231,172 @@ class MessagingServer(SimCluster):
 
     def handle_message_confirmation(self, args, hdr) -> None:
         self.confirmations.append(args)
+
+
+class OtaClient(SimCluster):
+    """A device's OTA Upgrade client (0x0019): what real firmware does, on zigpy's encoding.
+
+    Told by Image Notify, it sends Query Next Image (its manufacturer code, image type, file version and
+    hardware version); offered an image, it fetches it with Image Block requests of ``max_data_size`` bytes,
+    checks the whole file (an OTA header for this device, the advertised size, the sub-elements) and ends with
+    Upgrade End (SUCCESS or INVALID_IMAGE). When the server answers Upgrade End, it "restarts" into the image
+    after ``restart_s``: ``current_file_version`` becomes the new version and it announces itself again.
+    """
+
+    cluster = Ota
+
+    def __init__(
+        self,
+        *,
+        image_type: int,
+        file_version: int = FIRST_FILE_VERSION,
+        manufacturer_code: int = MANUFACTURER_CODE,
+        hardware_version: int = 1,
+        max_data_size: int = 48,
+        restart_s: float = 0.05,
+    ) -> None:
+        super().__init__(
+            {
+                "upgrade_server_id": t.EUI64.convert("ff:ff:ff:ff:ff:ff:ff:ff"),
+                "file_offset": 0xFFFFFFFF,
+                "current_file_version": file_version,
+                "downloaded_file_version": 0xFFFFFFFF,
+                "image_upgrade_status": Ota.ImageUpgradeStatus.Normal,
+                "manufacturer_id": manufacturer_code,
+                "image_type_id": image_type,
+                "minimum_block_req_delay": 0,
+            }
+        )
+        self.manufacturer_code = manufacturer_code
+        self.image_type = image_type
+        self.hardware_version = hardware_version
+        self.max_data_size = max_data_size
+        self.restart_s = restart_s
+        self.offer: Any = None  # the Query Next Image Response being downloaded
+        self.data = bytearray()
+        self.block_requests = 0
+        self.queries: list[Any] = []  # Query Next Image Responses received (status, version)
+        self.upgrade_ends: list[tuple[Status, int]] = []  # what this client said at the end of a download
+        self.installed: list[int] = []  # versions it restarted into
+        self.on_installed = None  # callback(version) after a restart into a new image
+        self.accept = None  # tests: callback(image bytes) -> bool, the bootloader's own check (a signature)
+
+    @property
+    def version(self) -> int:
+        return int(self.get("current_file_version"))
+
+    def query(self) -> None:
+        self.send(
+            "query_next_image",
+            field_control=Ota.QueryNextImageCommand.FieldControl.HardwareVersion,
+            manufacturer_code=self.manufacturer_code,
+            image_type=self.image_type,
+            current_file_version=self.version,
+            hardware_version=self.hardware_version,
+        )
+
+    def handle_image_notify(self, args, hdr) -> None:
+        if self.offer is None:  # a device busy downloading ignores notifications
+            self.query()
+
+    def handle_query_next_image_response(self, args, hdr) -> None:
+        self.queries.append((args.status, getattr(args, "file_version", None)))
+        if args.status != Status.SUCCESS or self.offer is not None:
+            return
+        self.offer = args
+        self.data = bytearray()
+        self.set("image_upgrade_status", Ota.ImageUpgradeStatus.Download_in_progress)
+        self._request_block()
+
+    def _request_block(self) -> None:
+        self.block_requests += 1
+        self.set("file_offset", len(self.data))
+        self.send(
+            "image_block",
+            field_control=Ota.ImageBlockCommand.FieldControl(0),
+            manufacturer_code=self.offer.manufacturer_code,
+            image_type=self.offer.image_type,
+            file_version=self.offer.file_version,
+            file_offset=len(self.data),
+            maximum_data_size=self.max_data_size,
+        )
+
+    def handle_image_block_response(self, args, hdr) -> None:
+        offer = self.offer
+        if offer is None:
+            return
+        if args.status == Status.WAIT_FOR_DATA:
+            asyncio.get_running_loop().call_later(0.1, self._request_block)
+            return
+        if args.status != Status.SUCCESS:  # ABORT or anything else: give up, back to normal
+            self._reset()
+            return
+        if args.file_version != offer.file_version or args.file_offset != len(self.data):
+            self._request_block()  # not the block asked for: ask again
+            return
+        self.data.extend(args.image_data)
+        if len(self.data) < offer.image_size:
+            self._request_block()
+            return
+        status = self._verify(bytes(self.data[: offer.image_size]))
+        self.upgrade_ends.append((status, int(offer.file_version)))
+        self.send(
+            "upgrade_end",
+            status=status,
+            manufacturer_code=offer.manufacturer_code,
+            image_type=offer.image_type,
+            file_version=offer.file_version,
+        )
+        if status == Status.SUCCESS:
+            self.set("image_upgrade_status", Ota.ImageUpgradeStatus.Download_complete)
+            self.set("downloaded_file_version", offer.file_version)
+        else:
+            self._reset()
+
+    def _verify(self, data: bytes) -> Status:
+        """What a bootloader checks before it takes an image."""
+        offer = self.offer
+        try:
+            image, rest = parse_ota_image(data)
+        except Exception:
+            return Status.INVALID_IMAGE
+        hdr = image.header
+        if (
+            rest
+            or hdr.manufacturer_id != self.manufacturer_code
+            or hdr.image_type != self.image_type
+            or hdr.file_version != offer.file_version
+            or hdr.image_size != len(data)
+        ):
+            return Status.INVALID_IMAGE
+        if self.accept is not None and not self.accept(data):
+            return Status.INVALID_IMAGE
+        return Status.SUCCESS
+
+    def handle_upgrade_end_response(self, args, hdr) -> None:
+        offer = self.offer
+        if offer is None or args.file_version != offer.file_version:
+            return
+        delay = self.restart_s
+        if args.upgrade_time and args.current_time and args.upgrade_time > args.current_time:
+            delay += int(args.upgrade_time - args.current_time)
+        asyncio.get_running_loop().call_later(delay, self._restart, int(offer.file_version))
+
+    def _restart(self, version: int) -> None:
+        self.set("current_file_version", version)
+        self.installed.append(version)
+        self._reset()
+        if self.on_installed is not None:
+            self.on_installed(version)
+        node = self.endpoint.node if self.endpoint is not None else None
+        if node is not None and node.joined and node.online:
+            node.announce()  # a restarted device tells the network it is back
+
+    def _reset(self) -> None:
+        self.offer = None
+        self.data = bytearray()
+        self.set("file_offset", 0xFFFFFFFF)
+        self.set("image_upgrade_status", Ota.ImageUpgradeStatus.Normal)
 
 
 # -- devices -------------------------------------------------------------------------------------------------
@@ -431,6 +605,7 @@ class SimThermostat:
 
     def __init__(self, *, ieee: str = THERMOSTAT_IEEE, nwk: int = 0x3A02, on_write=None) -> None:
         self.thermostat = ThermostatServer(on_write=on_write)
+        self.ota = OtaClient(image_type=THERMOSTAT_IMAGE_TYPE)
         self.fan = SimCluster({"fan_mode": Fan.FanMode.Auto, "fan_mode_sequence": 2}, cluster=Fan)
         self.electrical = SimCluster(
             {"active_power": 0, "ac_power_multiplier": 1, "ac_power_divisor": 1, "rms_voltage": 240},
@@ -450,6 +625,7 @@ class SimThermostat:
                         self.fan,
                         self.electrical,
                     ],
+                    clients=[self.ota],
                 )
             ],
         )
@@ -469,8 +645,10 @@ class SimRelay:
         on: bool = True,
         on_change=None,
         tank_probe: bool = False,
+        joins_from_permit: int = 1,
     ) -> None:
         self.on_off = OnOffServer(on, on_change)
+        self.ota = OtaClient(image_type=RELAY_IMAGE_TYPE)
         self.electrical = SimCluster(
             {"active_power": 0, "ac_power_multiplier": 1, "ac_power_divisor": 1, "rms_voltage": 240},
             cluster=ElectricalMeasurement,
@@ -512,9 +690,10 @@ class SimRelay:
                     profile=zha.PROFILE_ID,
                     device_type=zha.DeviceType.SMART_PLUG,
                     servers=servers,
-                    clients=[self.drlc_client],
+                    clients=[self.drlc_client, self.ota],
                 )
             ],
+            joins_from_permit=joins_from_permit,
         )
         self.energy_wh = 0.0
 
@@ -535,7 +714,13 @@ class SimHomeZigbee:
     """The four devices on one network, following the simulated home."""
 
     def __init__(
-        self, network: SimNetwork, sim: Any, *, pool_pump_w: float = 1100.0, meter: SimMeter | None = None
+        self,
+        network: SimNetwork,
+        sim: Any,
+        *,
+        pool_pump_w: float = 1100.0,
+        meter: SimMeter | None = None,
+        spare_plug_w: float | None = None,
     ) -> None:
         self.network = network
         self.sim = sim
@@ -559,6 +744,20 @@ class SimHomeZigbee:
             on=False,
         )
         network.add(self.meter.node, self.thermostat.node, self.water_heater.node, self.pool_pump.node)
+        # dev mode: a smart plug not paired yet; it joins when the installer opens the network (the second
+        # opening: the first, at start, pairs the home's devices)
+        self.spare_plug_w = spare_plug_w
+        self.spare_plug: SimRelay | None = None
+        if spare_plug_w is not None:
+            self.spare_plug = SimRelay(
+                ieee=SPARE_PLUG_IEEE,
+                nwk=0x3A05,
+                model="PLUG-16A",
+                device_class=se.DeviceClass.Smart_Appliances,
+                on=True,
+                joins_from_permit=2,
+            )
+            network.add(self.spare_plug.node)
         self._stopped = False
         self.update(sim.last, 0.0)
         sim.on_step(self._on_step)
@@ -572,7 +771,12 @@ class SimHomeZigbee:
 
     def update(self, r: Any, dt_s: float) -> None:
         pump_w = self.pool_pump_w if self.pool_pump.on else 0.0
-        self.meter.update(float(r.grid_power_w) + pump_w, dt_s)
+        plug_w = 0.0
+        if self.spare_plug is not None and self.spare_plug.node.joined and self.spare_plug.on:
+            plug_w = float(self.spare_plug_w or 0.0)
+        if self.spare_plug is not None:
+            self.spare_plug.update(plug_w, dt_s)
+        self.meter.update(float(r.grid_power_w) + pump_w + plug_w, dt_s)
         self.water_heater.update(float(r.water_heater_power_w), dt_s, float(r.tank_temp_c))
         self.pool_pump.update(pump_w, dt_s)
         c = self.sim.controls

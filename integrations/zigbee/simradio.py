@@ -132,6 +132,7 @@ class SimNetwork:
         self.radio: SimulatedControllerApplication | None = None
         self.nvram: tuple[zigpy.state.NetworkInfo, zigpy.state.NodeInfo] | None = None
         self.permit_until = 0.0
+        self.permits = 0  # how many times the network was opened for joining
         self.taps: list[Callable[[str, AirFrame], None]] = []  # ("up"|"down", frame) for sniffers
         self._ticker: asyncio.Task | None = None
         _NETWORKS[name] = self
@@ -184,9 +185,15 @@ class SimNetwork:
         self.permit_until = _now() + seconds if seconds > 0 else 0.0
         if seconds <= 0:
             return
+        self.permits += 1
         loop = asyncio.get_running_loop()
         for i, node in enumerate(self.nodes.values()):
-            if node.join_on_permit and not node.joined and node.online:
+            if (
+                node.join_on_permit
+                and not node.joined
+                and node.online
+                and self.permits >= node.joins_from_permit
+            ):
                 loop.call_later(0.005 * (i + 1), node.join)
 
     async def transmit(self, raw: bytes) -> None:
@@ -405,6 +412,7 @@ class SimNode:
         *,
         manufacturer_code: int = 0x1234,
         join_on_permit: bool = True,
+        joins_from_permit: int = 1,
     ) -> None:
         self.ieee = t.EUI64.convert(ieee)
         self.nwk = t.NWK(nwk)
@@ -413,6 +421,8 @@ class SimNode:
             ep.node = self
         self.manufacturer_code = manufacturer_code
         self.join_on_permit = join_on_permit
+        # put in pairing mode only from the network's Nth opening (dev mode: a device the installer pairs)
+        self.joins_from_permit = joins_from_permit
         self.network: SimNetwork | None = None
         self.joined = False
         self.online = True
@@ -569,6 +579,10 @@ class SimNode:
         self._send_up(0, 0, 0x0000, cmd, payload, dst_mode=dst_mode, dst=dst)
 
     def _receive_zcl(self, frame: AirFrame, unicast: bool) -> None:
+        if frame.dst_ep == 0xFF:  # the broadcast endpoint: every endpoint with the cluster takes it
+            for ep_id in sorted(self.endpoints):
+                self._receive_zcl(frame.replace(dst_ep=ep_id), unicast=False)
+            return
         ep = self.endpoints.get(frame.dst_ep)
         if ep is None:
             return

@@ -27,7 +27,13 @@ async def test_dev_peer_serves_the_home_over_zigbee(tmp_path):
     peer = await dev_peer(DevPeerContext(sim=sim, clock=clock))
     assert peer.replaces == {"grid-meter", "thermostat", "water-heater"}
     # the simulated nodes keep the built-in sim's device ids, named through [[devices]] entries
-    assert [d["id"] for d in peer.devices] == ["grid-meter", "thermostat", "water-heater", "pool-pump"]
+    assert [d["id"] for d in peer.devices] == [
+        "grid-meter",
+        "thermostat",
+        "water-heater",
+        "pool-pump",
+        "garage-plug",
+    ]
     assert peer.section["radio"] == "simulated"
     assert get_network(peer.section["sim_network"]) is peer.network
 
@@ -65,6 +71,18 @@ async def test_dev_peer_serves_the_home_over_zigbee(tmp_path):
         sim.step_to(clock.now())
         assert sim.last.water_heater_power_w == 0.0
         await wait_for(lambda: bus.value(WATER_HEATER_ID, Q.POWER_W) == 0.0, what="no water heater power")
+
+        # the garage plug waits in pairing mode: it joins when the installer opens the network again
+        assert "garage-plug" not in {d.info.device_id for d in bus.devices()}
+        result = await zigbee.commission("permit_join", {"duration_s": 30})
+        assert result["permit_join_open"] is True
+        await wait_for(lambda: len(bus.devices()) == 5, what="the garage plug to join")
+        plug = bus.device("garage-plug")
+        assert plug.info.name == "Garage smart plug" and Capability.SWITCH in plug.info.capabilities
+        assert zigbee.permit_join_state()["joined_device_ids"] == ["garage-plug"]
+        clock.advance(60.0)
+        sim.step_to(clock.now())
+        await wait_for(lambda: bus.value("garage-plug", Q.POWER_W) == 60.0, what="the plug's 60 W")
     finally:
         await zigbee.stop()
         await peer.stop()
