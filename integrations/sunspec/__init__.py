@@ -13,19 +13,31 @@ Configuration: one ``[[devices]]`` entry per inverter::
     revert_timeout_s = 60    # the inverter's own revert timers: a dead gateway leaves it on its defaults
     timeout_s = 3            # Modbus request timeout, default 3
 
+An installer can also add an inverter while the gateway runs: the ``add_inverter`` commissioning action
+(``host``, ``port`` 502, ``unit_id`` 1, optional ``name``) connects, walks the SunSpec model chain and, only if
+the device answers with a SunSpec map that has an inverter or storage model, starts polling it and keeps it in
+the store (``sunspec.inverters``) so that it comes back after a restart. ``remove_inverter`` forgets one added
+that way (inverters in the config file stay).
+
 Entry points: ``create`` (hems.integrations), ``dev_peer`` (hems.dev_peers), ``sim:main`` (hems.simulators),
 ``bench:main`` (hems.benchmarks).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import asdict
 from typing import Any
 
 from hems.config import ConfigError
 from hems.integration import DevPeerContext, IntegrationContext
 
-from .device import DeviceConfig, SunSpecInverter
+from .client import DeviceRefused, Garbage, Unreachable
+from .device import AC_MODELS, STORAGE_MODELS, DeviceConfig, SunSpecInverter
+
+KV_ADDED = "sunspec.inverters"  # inverters added by the installer at run time, as [[devices]]-like entries
+DISCOVERY_TIMEOUT_S = 3.0
 
 DEVICE_KEYS = {
     "type",
@@ -126,8 +138,22 @@ class SunSpecIntegration:
             indexes = None
         configs = parse_devices(ctx.devices, indexes)
         self.devices = [SunSpecInverter(cfg, ctx.bus, ctx.clock, ctx.log) for cfg in configs]
+        self.added: dict[str, dict[str, Any]] = {}  # device id -> entry, the installer's (persisted)
+        self._added_in_memory: list[dict[str, Any]] = []  # without a store (tests, standalone tools)
 
     async def start(self) -> None:
+        for entry in self._load_added():
+            try:
+                (cfg,) = parse_devices([entry])
+            except ConfigError as exc:
+                self.ctx.log.error("sunspec: ignoring a stored inverter: %s", "; ".join(exc.problems))
+                continue
+            clash = self._clash(cfg)
+            if clash:
+                self.ctx.log.warning("sunspec: stored inverter %s not started: %s", cfg.id, clash)
+                continue
+            self.devices.append(SunSpecInverter(cfg, self.ctx.bus, self.ctx.clock, self.ctx.log))
+            self.added[cfg.id] = entry
         for device in self.devices:
             self.ctx.bus.add_device(device)
             device.start()
@@ -136,6 +162,177 @@ class SunSpecIntegration:
         for device in self.devices:
             await device.stop()
             self.ctx.bus.remove_device(device.info.device_id)
+
+    # -- commissioning (the installer's page) ----------------------------------------------------------
+    def commission_actions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "integration": self.name,
+                "action": "add_inverter",
+                "title": "Add a SunSpec inverter",
+                "description": "Find a SunSpec Modbus TCP inverter on the network and start using it.",
+                "params": {
+                    "host": {"type": "string", "label": "IP address or host name"},
+                    "port": {
+                        "type": "integer",
+                        "label": "Modbus TCP port",
+                        "default": 502,
+                        "min": 1,
+                        "max": 65535,
+                    },
+                    "unit_id": {
+                        "type": "integer",
+                        "label": "Modbus unit id",
+                        "default": 1,
+                        "min": 0,
+                        "max": 255,
+                    },
+                    "name": {"type": "string", "label": "Name", "default": "Hybrid inverter"},
+                },
+                "state": {
+                    "inverters": [
+                        {
+                            "device_id": d.cfg.id,
+                            "host": d.cfg.host,
+                            "port": d.cfg.port,
+                            "unit_id": d.cfg.unit_id,
+                            "added_by": "installer" if d.cfg.id in self.added else "config",
+                        }
+                        for d in self.devices
+                    ]
+                },
+            },
+            {
+                "integration": self.name,
+                "action": "remove_inverter",
+                "title": "Remove a SunSpec inverter",
+                "description": "Stop using an inverter that was added here (those in the config file stay).",
+                "params": {
+                    "device_id": {"type": "string", "label": "Inverter", "choices": sorted(self.added)}
+                },
+            },
+        ]
+
+    async def commission(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one commissioning action; ValueError says what is wrong (and nothing is changed)."""
+        params = dict(params or {})
+        if action == "add_inverter":
+            return await self._add(params)
+        if action == "remove_inverter":
+            return await self._remove(params)
+        raise ValueError(f"unknown sunspec action {action!r}; available: add_inverter, remove_inverter")
+
+    async def _add(self, params: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(params) - {"host", "port", "unit_id", "name", "id"})
+        if unknown:
+            raise ValueError(f"sunspec add_inverter: unknown parameter(s) {', '.join(unknown)}")
+        host = params.get("host")
+        if isinstance(host, str):
+            host = host.strip()
+        entry: dict[str, Any] = {
+            "type": self.name,
+            "host": host,
+            "port": params.get("port", 502),
+            "unit_id": params.get("unit_id", 1),
+            "name": params.get("name") or "Hybrid inverter",
+            "id": params.get("id") or self._free_id(),
+        }
+        try:
+            (cfg,) = parse_devices([entry])
+        except ConfigError as exc:
+            raise ValueError("; ".join(p.replace("devices[0].", "") for p in exc.problems)) from None
+        clash = self._clash(cfg)
+        if clash:
+            raise ValueError(clash)
+        cfg = DeviceConfig(**{**asdict(cfg), "timeout_s": min(cfg.timeout_s, DISCOVERY_TIMEOUT_S)})
+        device = SunSpecInverter(cfg, self.ctx.bus, self.ctx.clock, self.ctx.log)
+        where = f"{cfg.host}:{cfg.port} (unit {cfg.unit_id})"
+        try:
+            dmap = await device.connect()
+        except Unreachable as exc:
+            device.client.close()
+            raise ValueError(
+                f"{where} does not answer Modbus TCP: {exc}; check the address and port"
+            ) from None
+        except (Garbage, DeviceRefused) as exc:
+            device.client.close()
+            raise ValueError(f"{where} is not a SunSpec device: {exc}") from None
+        usable = [m for m in dmap.ids if m in AC_MODELS or m in STORAGE_MODELS]
+        if not usable:
+            device.client.close()
+            raise ValueError(
+                f"{where} is a SunSpec device without an inverter or storage model (models {dmap.ids}); "
+                "nothing to control"
+            )
+        self.added[cfg.id] = entry
+        self._save_added()
+        self.devices.append(device)
+        self.ctx.bus.add_device(device)
+        device.start()
+        info = device.info
+        self.ctx.log.info(
+            "sunspec: inverter %s added at %s (%s %s)", cfg.id, where, info.manufacturer, info.model
+        )
+        return {
+            "device_id": cfg.id,
+            "host": cfg.host,
+            "port": cfg.port,
+            "unit_id": cfg.unit_id,
+            "manufacturer": info.manufacturer,
+            "model": info.model,
+            "serial": info.extra.get("serial", ""),
+            "sunspec_base": dmap.base,
+            "models": dmap.ids,
+        }
+
+    async def _remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        device_id = params.pop("device_id", None)
+        if params:
+            raise ValueError(f"sunspec remove_inverter: unknown parameter(s) {', '.join(sorted(params))}")
+        if device_id not in self.added:
+            if any(d.cfg.id == device_id for d in self.devices):
+                raise ValueError(f"{device_id!r} is in the config file; remove it there")
+            raise ValueError(
+                f"no inverter {device_id!r} was added here; added: {', '.join(self.added) or 'none'}"
+            )
+        device = next(d for d in self.devices if d.cfg.id == device_id)
+        await device.stop()
+        self.devices.remove(device)
+        self.ctx.bus.remove_device(device_id)
+        del self.added[device_id]
+        self._save_added()
+        return {"device_id": device_id, "removed": True}
+
+    def _clash(self, cfg: DeviceConfig) -> str:
+        for d in self.devices:
+            if (d.cfg.host, d.cfg.port, d.cfg.unit_id) == (cfg.host, cfg.port, cfg.unit_id):
+                return f"{cfg.host}:{cfg.port} unit {cfg.unit_id} is already in use as {d.cfg.id!r}"
+        if cfg.id in {d.info.device_id for d in self.ctx.bus.devices()}:
+            return f"device id {cfg.id!r} is already taken; give the inverter another id"
+        return ""
+
+    def _free_id(self) -> str:
+        taken = {d.info.device_id for d in self.ctx.bus.devices()} | {d.cfg.id for d in self.devices}
+        n = 1
+        while (candidate := "inverter" if n == 1 else f"inverter-{n}") in taken:
+            n += 1
+        return candidate
+
+    def _load_added(self) -> list[dict[str, Any]]:
+        if self.ctx.store is None:
+            return list(self._added_in_memory)
+        entries = self.ctx.store.kv_get(KV_ADDED, [])
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def _save_added(self) -> None:
+        entries = list(self.added.values())
+        if self.ctx.store is None:
+            logging.getLogger("integrations.sunspec").warning(
+                "sunspec: no store; the added inverter is forgotten at restart"
+            )
+            self._added_in_memory = entries
+            return
+        self.ctx.store.kv_set(KV_ADDED, entries)
 
 
 def create(ctx: IntegrationContext) -> SunSpecIntegration:

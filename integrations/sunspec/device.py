@@ -28,7 +28,15 @@ from typing import Any
 
 from hems.bus import Bus
 from hems.clock import Clock
-from hems.model import Capability, CommandError, DeviceInfo, DeviceStatus, Quantity, Reading
+from hems.model import (
+    Capability,
+    CommandError,
+    DeviceInfo,
+    DeviceStatus,
+    FirmwareStatus,
+    Quantity,
+    Reading,
+)
 
 from .client import DeviceMap, DeviceRefused, Garbage, SunSpecClient, Unreachable
 from .models import Model, ModelError
@@ -227,6 +235,11 @@ class SunSpecInverter:
             model=common.get("Md", "") if common else "",
             extra=extra,
         )
+        version = str(extra.get("version") or "")
+        if version:  # SunSpec has no firmware update; the device list still shows what it runs
+            previous = self.bus.firmware(self.cfg.id)
+            if previous is None or previous.version != version:
+                self.bus.set_firmware(self.cfg.id, FirmwareStatus(version=version, ts=self.clock.now()))
 
     async def _reapply(self) -> None:
         """After a (re)connection, write again what the gateway still asks for: the device may have reverted."""
