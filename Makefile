@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # chromium (+ chromium-driver) for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
-SYSTEM_PACKAGES := mosquitto chromium chromium-driver
+SYSTEM_PACKAGES := mosquitto dosfstools mtools fdisk e2fsprogs chromium chromium-driver
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 

@@ -1,0 +1,290 @@
+"""The whole update against a real GPT disk image file: install → trial boot → health → commit, or → rollback.
+
+Everything runs through the real ``hems-update`` CLI; the disk image is checked independently (sfdisk's view
+of the table, mtools reads of the FAT partition, raw slot bytes, debugfs on the written ext4).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from firmware import slots
+
+from .conftest import CONFIG_TXT, Disk, _tool, healthz, hems_update, make_rootfs, run
+
+
+def _status(disk: Disk, *extra: str) -> dict:
+    r = hems_update("status", "--disk", disk.path, *extra)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _install(disk: Disk, bundle: Path, keys, *extra: str):
+    return hems_update("install", bundle, "--disk", disk.path, "--pubkey", keys.pub, *extra)
+
+
+def _ext4_file(disk: Disk, slot: str, size: int, path: str, tmp: Path) -> str:
+    """Read a file out of the ext4 file system written into the slot (debugfs on the extracted bytes)."""
+    img = tmp / f"slot-{slot}.ext4"
+    img.write_bytes(disk.slot_bytes(slot, size))
+    r = run([_tool("debugfs"), "-R", f"cat {path}", str(img)])
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_gpt_is_read_like_sfdisk_does(disk: Disk):
+    parts = slots.read_gpt(disk.path)
+    assert sorted(parts) == ["hems-boot", "hems-data", "hems-root-a", "hems-root-b"]
+    for label, p in parts.items():
+        assert (p.offset_bytes, p.size_bytes, p.number) == (
+            disk.offset(label), disk.size(label), disk.parts[label]["number"],
+        )  # fmt: skip
+    assert parts["hems-root-a"].size_bytes == parts["hems-root-b"].size_bytes == 8 << 20
+
+
+def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, gateway, tmp_path):
+    slot_a = disk.slot_sha("a")
+    config_before = disk.boot_file("config.txt")
+    # the gateway is up with 5 devices ok before the update: the trial must reach 5 again
+    before = gateway([healthz(ok=5)])
+    r = _install(disk, bundles["0.2.0"], keys, "--health-url", before.url)
+    assert r.returncode == 0, r.stderr
+    assert "installed 0.2.0 into slot b (was 0.1.0)" in r.stdout
+
+    image = bundles["0.2.0.ext4"].read_bytes()
+    assert disk.slot_bytes("b", len(image)) == image  # the slot holds exactly the signed image
+    assert disk.slot_sha("a") == slot_a  # the running slot is untouched
+    assert _ext4_file(disk, "b", len(image), "/etc/hems-version", tmp_path) == "0.2.0\n"
+    src = bundles["0.2.0.boot"]
+    for name in ("vmlinuz", "initrd.img", "bcm2711-rpi-4-b.dtb", "overlays/vc4-kms-v3d.dtbo"):
+        assert disk.boot_file(f"slot-b/{name}") == (src / name).read_bytes(), name
+    assert (
+        disk.boot_file("slot-b/cmdline.txt")
+        == b"console=ttyS0,115200 root=PARTLABEL=hems-root-b rootwait ro quiet\n"
+    )
+    assert disk.boot_file("config.txt") == config_before
+    assert disk.boot_file("tryboot.txt").decode() == CONFIG_TXT.replace("slot-a/", "slot-b/")
+
+    st = _status(disk)
+    assert (st["committed"], st["trying"], st["next_boot"], st["next_tryboot"]) == ("a", "b", "a", "b")
+    assert st["slots"]["b"]["status"] == "pending" and st["devices_ok_before"] == 5
+
+    # trial boot, as the qemu launcher does it: the flag, then the firmware's choice from the disk image
+    boot = disk.boot()
+    boot.write(slots.TRYBOOT_FLAG, b"1\n")  # what `hems-update reboot` leaves on a non-Pi gateway
+    assert slots.take_tryboot_flag(boot) is True and slots.take_tryboot_flag(boot) is False
+    sel = slots.extract_boot_files(disk.path, True, tmp_path / "run")
+    assert sel.slot == "b" and sel.config_file == "tryboot.txt"
+    assert Path(sel.kernel).read_bytes() == (src / "vmlinuz").read_bytes()
+    assert Path(sel.initrd).read_bytes() == (src / "initrd.img").read_bytes()
+    assert sel.cmdline.endswith("root=PARTLABEL=hems-root-b rootwait ro quiet hems.tryboot=1")
+
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--tryboot")
+    assert r.returncode == 0 and "trial boot 1 of slot b" in r.stdout
+    # the new gateway starts (503), then is ok but with devices still reconnecting, then all 5 are back
+    after = gateway([healthz("starting", ok=0), healthz(ok=3, offline=2), healthz(ok=5)])
+    r = hems_update(
+        "health-check", "--disk", disk.path, "--booted-slot", "b", "--url", after.url, "--service", "",
+        "--interval", "0.1", "--timeout", "60",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "healthy after" in r.stdout and "devices: 5 ok of 5, 5 needed" in r.stdout
+    assert after.requests_healthz >= 3
+    r = hems_update("commit", "--disk", disk.path, "--booted-slot", "b")
+    assert r.returncode == 0 and "committed slot b (version 0.2.0)" in r.stdout
+
+    assert disk.boot_file("config.txt").decode() == CONFIG_TXT.replace("slot-a/", "slot-b/")
+    assert disk.boot_file("tryboot.txt") is None
+    assert slots.select_boot(disk.boot(), tryboot=False) == "b"
+    assert slots.select_boot(disk.boot(), tryboot=True) == "b"
+    st = _status(disk)
+    assert (st["committed"], st["trying"], st["slots"]["b"]["status"]) == ("b", None, "good")
+    assert st["last_health"]["ok"] is True and st["attempts"] == 1
+    assert [h["event"] for h in st["history"]] == ["installed", "committed"]
+    assert disk.slot_sha("a") == slot_a
+
+    # the next update goes to the other slot, a; the now-old 0.2.0 cannot come back
+    r = _install(disk, bundles["0.2.0"], keys)
+    assert r.returncode == 3 and "is the same version: the gateway runs 0.2.0" in r.stderr
+    r = _install(disk, bundles["0.3.0"], keys)
+    assert r.returncode == 0, r.stderr
+    assert "into slot a (was 0.2.0)" in r.stdout
+    image3 = bundles["0.3.0.ext4"].read_bytes()
+    assert disk.slot_bytes("a", len(image3)) == image3
+    assert disk.slot_bytes("b", len(image)) == image
+    assert slots.select_boot(disk.boot(), tryboot=True) == "a"
+
+
+def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, keys, gateway):
+    slot_a = disk.slot_sha("a")
+    config_before = disk.boot_file("config.txt")
+    r = _install(disk, bundles["0.2.0"], keys)
+    assert r.returncode == 0, r.stderr
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--tryboot")
+    assert r.returncode == 0
+    broken = gateway([healthz("starting", ok=0)], dashboard_ok=False)  # the new version never gets up
+    r = hems_update(
+        "health-check", "--disk", disk.path, "--booted-slot", "b", "--url", broken.url, "--service", "",
+        "--interval", "0.1", "--timeout", "1",
+    )  # fmt: skip
+    assert r.returncode == 4
+    assert "NOT healthy" in r.stdout and "healthz: HTTP 503, status 'starting'" in r.stdout
+    assert "dashboard: HTTP 500" in r.stdout
+    r = hems_update("rollback", "--disk", disk.path, "--booted-slot", "b")
+    assert r.returncode == 0, r.stderr
+    assert "rolled back slot b: health check failed: healthz: HTTP 503" in r.stdout
+
+    assert disk.boot_file("config.txt") == config_before  # config.txt untouched
+    assert disk.boot_file("tryboot.txt") is None
+    assert slots.select_boot(disk.boot(), tryboot=False) == "a"
+    assert slots.select_boot(disk.boot(), tryboot=True) == "a"
+    assert disk.slot_sha("a") == slot_a
+    st = _status(disk)
+    assert (st["committed"], st["trying"], st["slots"]["b"]["status"]) == ("a", None, "bad")
+    assert st["last"]["event"] == "rolled-back" and st["last"]["version"] == "0.2.0"
+    assert "dashboard: HTTP 500" in st["last"]["reason"]
+    # back on slot a the boot-check has nothing to do, and the same update can be tried again later
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "a")
+    assert r.returncode == 0 and "no update pending" in r.stdout
+    r = _install(disk, bundles["0.2.0"], keys)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_new_slot_that_never_boots_falls_back(disk: Disk, bundles, keys):
+    assert _install(disk, bundles["0.2.0"], keys).returncode == 0
+    disk.boot().write(slots.TRYBOOT_FLAG, b"1\n")
+    slots.request_tryboot(disk.boot())  # what `hems-update reboot` records before rebooting
+    # the trial kernel panics; the flag is gone, so the firmware reads config.txt: slot a
+    assert slots.select_boot(disk.boot(), tryboot=False) == "a"
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "a")
+    assert r.returncode == 0 and "rolled back: slot b did not boot" in r.stdout
+    st = _status(disk)
+    assert st["trying"] is None and st["slots"]["b"]["status"] == "bad"
+
+
+def _truncated(src: Path, tmp: Path) -> Path:
+    p = tmp / "truncated.hemsu"
+    p.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    return p
+
+
+def _tampered(src: Path, tmp: Path) -> Path:
+    raw = bytearray(src.read_bytes())
+    (mlen,) = struct.unpack(">I", raw[8:12])
+    raw[12 + mlen + 66 + 500] ^= 0x40  # inside the rootfs payload
+    p = tmp / "tampered.hemsu"
+    p.write_bytes(raw)
+    return p
+
+
+def _bad_sig(src: Path, tmp: Path) -> Path:
+    raw = bytearray(src.read_bytes())
+    (mlen,) = struct.unpack(">I", raw[8:12])
+    raw[12 + mlen + 2] ^= 0x01
+    p = tmp / "badsig.hemsu"
+    p.write_bytes(raw)
+    return p
+
+
+def _arm64(src: Path, tmp: Path, keys) -> Path:
+    from firmware import bundle
+
+    p = tmp / "arm64.hemsu"
+    bundle.make_bundle(
+        p, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp, "0.2.0", 4), version="0.2.0",
+        arch="arm64", boot_files={},
+    )  # fmt: skip
+    return p
+
+
+def _too_big(src: Path, tmp: Path, keys) -> Path:
+    from firmware import bundle
+
+    p = tmp / "big.hemsu"
+    bundle.make_bundle(
+        p, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp, "0.9.0", 9), version="0.9.0",
+        arch="amd64", boot_files={},
+    )  # fmt: skip
+    return p
+
+
+def _old(src: Path, tmp: Path, keys) -> Path:
+    from firmware import bundle
+
+    p = tmp / "old.hemsu"
+    bundle.make_bundle(
+        p, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp, "0.0.9", 4), version="0.0.9",
+        arch="amd64", boot_files={},
+    )  # fmt: skip
+    return p
+
+
+REFUSALS = {
+    "bad signature": (lambda s, t, k: _bad_sig(s, t), "bad signature: not signed by a trusted update key"),
+    "wrong key": (None, "it claims key"),
+    "tampered payload": (lambda s, t, k: _tampered(s, t), "payload rootfs has the wrong sha256"),
+    "truncated": (lambda s, t, k: _truncated(s, t), "is truncated"),
+    "wrong arch": (_arm64, "bundle is for arm64 but this gateway is amd64"),
+    "downgrade": (_old, "bundle version 0.0.9 is a downgrade: the gateway runs 0.1.0"),
+    "too big for the slot": (_too_big, "holds 8388608 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_bundles_change_nothing(case, disk: Disk, bundles, keys, tmp_path):
+    make, message = REFUSALS[case]
+    path = make(bundles["0.2.0"], tmp_path, keys) if make else bundles["0.2.0"]
+    pub = keys.other_pub if case == "wrong key" else keys.pub
+    before = disk.sha()
+    r = hems_update("install", path, "--disk", disk.path, "--pubkey", pub)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]  # progress lines may come first
+    assert last.startswith("hems-update: refused: ") and message in last, r.stderr
+    assert disk.sha() == before  # not one byte of the disk image changed
+
+
+def test_cli_errors_name_the_problem(disk: Disk, bundles, keys, tmp_path):
+    r = hems_update("commit", "--disk", disk.path, "--booted-slot", "a")
+    assert r.returncode == 1 and "nothing to commit" in r.stderr
+    r = hems_update("commit", "--disk", disk.path, "--booted-slot", "a", "--if-trying")
+    assert r.returncode == 0 and "nothing to commit" in r.stdout
+    r = hems_update("rollback", "--disk", disk.path, "--if-trying")
+    assert r.returncode == 0 and "nothing to roll back" in r.stdout
+    r = hems_update("reboot", "--disk", disk.path)
+    assert r.returncode == 1 and "not a disk image file" in r.stderr
+    r = hems_update("health-check", "--disk", disk.path, "--booted-slot", "a")
+    assert r.returncode == 0 and "not a trial" in r.stdout
+    r = hems_update("install", bundles["0.2.0"], "--disk", tmp_path / "nope.img", "--pubkey", keys.pub)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    not_gpt = tmp_path / "blank.img"
+    not_gpt.write_bytes(b"\0" * 8192)
+    r = hems_update("install", bundles["0.2.0"], "--disk", not_gpt, "--pubkey", keys.pub)
+    assert r.returncode == 1 and "has no GPT partition table" in r.stderr
+    assert _install(disk, bundles["0.2.0"], keys).returncode == 0
+    r = hems_update("commit", "--disk", disk.path)
+    assert r.returncode == 1 and "can only be committed from a boot of slot b" in r.stderr
+    r = _install(disk, bundles["0.3.0"], keys, "--booted-slot", "b")
+    assert r.returncode == 1 and "this boot is the trial of slot b" in r.stderr
+    r = hems_update("select-boot", "--disk", disk.path, "--tryboot")
+    assert json.loads(r.stdout)["slot"] == "b"
+
+
+def test_install_units_renders_paths(tmp_path):
+    r = hems_update("install-units", "--dest", tmp_path, "--exe", "/opt/hems/venv/bin/hems-update")
+    assert r.returncode == 0, r.stderr
+    units = sorted(p.name for p in tmp_path.iterdir())
+    assert units == [
+        "hems-update-boot-check.service", "hems-update-commit.service", "hems-update-health.service",
+        "hems-update-rollback.service",
+    ]  # fmt: skip
+    health = (tmp_path / "hems-update-health.service").read_text()
+    assert "ExecStart=/opt/hems/venv/bin/hems-update health-check" in health
+    assert (
+        "OnSuccess=hems-update-commit.service" in health
+        and "OnFailure=hems-update-rollback.service" in health
+    )
+    assert "/usr/local/bin" not in "".join(p.read_text() for p in tmp_path.iterdir())
