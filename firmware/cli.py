@@ -7,7 +7,10 @@ Exit codes: 0 done (or nothing to do), 1 error (disk, boot partition, state), 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from importlib import resources
@@ -447,10 +450,36 @@ COMMANDS = {
 }
 
 
+# commands that change the disk or the boot partition take the lock: one hems-update at a time
+LOCKED = {"install", "reboot", "boot-check", "health-check", "commit", "rollback", "init"}
+LOCK_FILE = "/run/hems-update.lock"
+
+
+@contextlib.contextmanager
+def _lock(args):
+    # a disk image file locks itself; a running gateway locks a file in /run (tmpfs, gone at reboot)
+    path = args.disk if _is_image_file(getattr(args, "disk", None)) else LOCK_FILE
+    if path == LOCK_FILE and not os.access(os.path.dirname(LOCK_FILE), os.W_OK):
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600) if path == LOCK_FILE else os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SlotError(
+                f"another hems-update is working on {args.disk or 'this gateway'}; try again later"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with _lock(args) if args.command in LOCKED else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
     except BundleError as exc:
         _err(f"refused: {exc}")
         return EXIT_REFUSED

@@ -7,6 +7,8 @@ of the table, mtools reads of the FAT partition, raw slot bytes, debugfs on the 
 from __future__ import annotations
 
 import json
+import os
+import re
 import struct
 from pathlib import Path
 
@@ -271,6 +273,37 @@ def test_cli_errors_name_the_problem(disk: Disk, bundles, keys, tmp_path):
     assert r.returncode == 1 and "this boot is the trial of slot b" in r.stderr
     r = hems_update("select-boot", "--disk", disk.path, "--tryboot")
     assert json.loads(r.stdout)["slot"] == "b"
+
+
+def test_boot_files_that_do_not_fit_are_refused_before_writing(disk: Disk, keys, tmp_path):
+    from firmware import bundle
+
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(os.urandom(20 << 20))  # boot files are stored as they are: 20 MiB > the 16 MiB FAT
+    path = tmp_path / "fat.hemsu"
+    bundle.make_bundle(
+        path, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp_path, "0.2.0", 4), version="0.2.0",
+        arch="amd64", boot_files={"vmlinuz": kernel},
+    )  # fmt: skip
+    before = disk.sha()
+    r = _install(disk, path, keys)
+    assert r.returncode == 1
+    m = re.search(
+        r"the boot partition has (\d+) bytes for slot-b/ but the bundle's boot files need (\d+)", r.stderr
+    )
+    assert m, r.stderr
+    assert int(m.group(1)) < 16 << 20 < 20 << 20 < int(m.group(2)) < (20 << 20) + 200  # kernel + cmdline.txt
+    assert disk.sha() == before
+
+
+def test_two_installs_at_once_do_not_interleave(disk: Disk, bundles, keys):
+    import fcntl
+
+    with open(disk.path, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another hems-update holds the disk
+        r = _install(disk, bundles["0.2.0"], keys)
+    assert r.returncode == 1 and "another hems-update is working on" in r.stderr
+    assert _install(disk, bundles["0.2.0"], keys).returncode == 0
 
 
 def test_install_units_renders_paths(tmp_path):
