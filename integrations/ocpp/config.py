@@ -75,6 +75,7 @@ class ChargerConfig:
     voltage_v: float
     phases: int
     rate_unit: str
+    password_hash: str = ""  # enrolled at run time: the password is kept only as a scrypt hash
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ Control (what keeps a home safe when the gateway goes silent):
   planner's profile expires and the charger falls back to the safe default;
 - every change is checked with GetCompositeSchedule where the charger supports it, and read back as
   ``ev_power_limit_w``.
+
+Commissioning (``commission_actions()`` / ``commission(action, params)``): ``enrol_charger`` and
+``remove_charger`` (see ``enrol.py``, which also says what happens to unknown chargers) and ``update_firmware``
+(UpdateFirmware, tracked through the FirmwareStatusNotifications as the device's ``FirmwareStatus``; see
+``firmware.py``).
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 
 from hems.integration import IntegrationContext
-from hems.model import Capability, CommandError, DeviceInfo, DeviceStatus, Quantity, Reading
+from hems.model import Capability, CommandError, DeviceInfo, DeviceStatus, FirmwareStatus, Quantity, Reading
 
+from . import config, enrol
+from . import firmware as fw
 from . import profiles as pf
 from .config import ChargerConfig, OcppSettings, parse_settings
 from .rpc import MAX_MESSAGE_BYTES, SUBPROTOCOLS, ConnectionClosed, RpcMixin, WSConnection, call_until_closed
@@ -187,6 +194,7 @@ class ChargerDevice:
         self._tasks: set[asyncio.Task] = set()
         self._refresh: asyncio.Task | None = None
         self._remote_start_id = 0
+        self.firmware_request_id = 0  # 2.x requestId of the last UpdateFirmware (its notifications carry it)
 
     # -- identity ----------------------------------------------------------------------------------
     @property
@@ -260,6 +268,66 @@ class ChargerDevice:
         if status not in ("Accepted", "Scheduled"):
             raise CommandError(f"charger {self.id!r} refused to reset: {status}")
         return status
+
+    async def update_firmware(
+        self,
+        location: str,
+        *,
+        retrieve_ts: float | None = None,
+        retries: int | None = None,
+        retry_interval_s: int | None = None,
+        signature: str | None = None,
+        signing_certificate: str | None = None,
+        target_version: str = "",
+    ) -> dict[str, Any]:
+        """Send UpdateFirmware; the charger's notifications then drive the firmware status. CommandError if it
+        is not connected or refuses."""
+        conn = self._require_conn()
+        location = fw.check_location(location)
+        retrieve_ts = self.clock.now() if retrieve_ts is None else retrieve_ts
+        self.firmware_request_id += 1
+        request_id = self.firmware_request_id
+        status = await conn.update_firmware(
+            request_id,
+            location,
+            pf.iso(retrieve_ts),
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            signature=signature,
+            signing_certificate=signing_certificate,
+        )
+        if status not in ("Accepted", "AcceptedCanceled"):
+            self._set_firmware(
+                update_state="failed", message=f"the charger answered UpdateFirmware with {status}"
+            )
+            raise CommandError(f"charger {self.id!r} refused the firmware update: {status}")
+        when = "now" if retrieve_ts <= self.clock.now() + 1 else f"at {pf.iso(retrieve_ts)}"
+        self._set_firmware(
+            update_state="downloading",
+            progress_pct=0.0,
+            target_version=target_version,
+            message=f"update requested; the charger downloads it {when}",
+        )
+        log.info("charger %s: UpdateFirmware %s (%s, retrieve %s)", self.id, location, status, when)
+        return {
+            "charge_point_id": self.id,
+            "request_id": request_id,
+            "status": status,
+            "location": location,
+            "retrieve_ts": retrieve_ts,
+        }
+
+    def _set_firmware(self, **changes: Any) -> None:
+        current = self.bus.firmware(self.id) or FirmwareStatus(version=self.firmware)
+        values = {
+            "version": current.version,
+            "update_state": current.update_state,
+            "progress_pct": current.progress_pct,
+            "target_version": current.target_version,
+            "message": current.message,
+        }
+        values.update(changes)
+        self.bus.set_firmware(self.id, FirmwareStatus(**values, ts=self.clock.now()))
 
     # -- limits --------------------------------------------------------------------------------------
     def _require_conn(self) -> _CsmsBase:
@@ -445,17 +513,38 @@ class ChargerDevice:
         return "Invalid"
 
     def on_boot(self, vendor: str, model: str, firmware: str | None) -> None:
+        previous = self.firmware
         self.vendor, self.model, self.firmware = vendor or "", model or "", firmware or ""
         self.boots += 1
+        if self.firmware and previous and self.firmware != previous:
+            log.info("charger %s: firmware %s -> %s", self.id, previous, self.firmware)
+        self._set_firmware(version=self.firmware)
         log.info(
             "charger %s booted: %s %s firmware %s", self.id, self.vendor, self.model, self.firmware or "?"
         )
         # a charger that boots has ended whatever session it had (it reports the stop itself if it kept one)
 
-    def on_firmware_status(self, status: str) -> None:
+    def on_firmware_status(self, status: str, request_id: int | None = None) -> None:
         self.firmware_status = status
         log.info("charger %s firmware status: %s", self.id, status)
         self._pub("firmware_status", status)
+        if request_id is not None and request_id != self.firmware_request_id:
+            log.info(
+                "charger %s: firmware status %s is for request %s, not the last one (%s)",
+                self.id,
+                status,
+                request_id,
+                self.firmware_request_id,
+            )
+        state, pct, message = fw.state_of(status)
+        if state == "idle" and (self.bus.firmware(self.id) or FirmwareStatus()).update_state != "idle":
+            return  # "Idle" answers a TriggerMessage; it does not end an update the charger reported on
+        changes: dict[str, Any] = {"update_state": state, "message": message}
+        if pct is not None or state == "failed":
+            changes["progress_pct"] = pct
+        if state == "installed":
+            changes["version"] = self.firmware
+        self._set_firmware(**changes)
 
     def set_plugged(self, plugged: bool) -> None:
         changed = plugged != self.plugged
@@ -657,6 +746,17 @@ class _CsmsBase(RpcMixin):
     async def remote_stop(self, session: Session) -> str: ...
     async def change_availability(self, available: bool, connector: int) -> str: ...
     async def reset(self, hard: bool) -> str: ...
+    async def update_firmware(
+        self,
+        request_id: int,
+        location: str,
+        retrieve_iso: str,
+        *,
+        retries: int | None,
+        retry_interval_s: int | None,
+        signature: str | None,
+        signing_certificate: str | None,
+    ) -> str: ...
 
 
 def parse_basic_auth(header: str) -> tuple[str, str] | None:
@@ -833,6 +933,23 @@ class CsmsV16(_CsmsBase, v16.ChargePoint):
         result = await self.request(call16.Reset(type="Hard" if hard else "Soft"))
         return str(result.status)
 
+    async def update_firmware(
+        self, request_id, location, retrieve_iso, *, retries, retry_interval_s, signature, signing_certificate
+    ) -> str:
+        if signature or signing_certificate:
+            raise CommandError(
+                f"charger {self.id!r} speaks OCPP 1.6, whose UpdateFirmware carries no signature; leave it out"
+            )
+        await self.request(
+            call16.UpdateFirmware(
+                location=location,
+                retrieve_date=retrieve_iso,
+                retries=retries,
+                retry_interval=retry_interval_s,
+            )
+        )
+        return "Accepted"  # 1.6 answers with an empty CALLRESULT
+
 
 class _CsmsV2(_CsmsBase):
     """OCPP 2.0.1 and 2.1 (the same messages for what the gateway uses)."""
@@ -916,7 +1033,7 @@ class _CsmsV2(_CsmsBase):
 
     @on("FirmwareStatusNotification")
     def on_firmware_status_notification(self, status: str, **kw):
-        self.device.on_firmware_status(status)
+        self.device.on_firmware_status(status, kw.get("request_id"))
         return self._call_result.FirmwareStatusNotification()
 
     @on("NotifyEvent")
@@ -1039,6 +1156,21 @@ class _CsmsV2(_CsmsBase):
         result = await self.request(self._call.Reset(type="Immediate" if hard else "OnIdle"))
         return str(result.status)
 
+    async def update_firmware(
+        self, request_id, location, retrieve_iso, *, retries, retry_interval_s, signature, signing_certificate
+    ) -> str:
+        firmware: dict[str, Any] = {"location": location, "retrieveDateTime": retrieve_iso}
+        if signature:
+            firmware["signature"] = signature
+        if signing_certificate:
+            firmware["signingCertificate"] = signing_certificate
+        result = await self.request(
+            self._call.UpdateFirmware(
+                request_id=request_id, firmware=firmware, retries=retries, retry_interval=retry_interval_s
+            )
+        )
+        return str(result.status)
+
 
 class CsmsV201(_CsmsV2, v201.ChargePoint):
     pass
@@ -1067,6 +1199,8 @@ class OcppIntegration:
         self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task] = set()
         self._refused: dict[str, int] = {}
+        self.enrolled: dict[str, ChargerConfig] = {}  # enrolled by the installer (kept in the store)
+        self.waiting: dict[str, dict[str, Any]] = {}  # unknown charge points that tried to connect
         self._tx_counter = int(time.time()) % 1_000_000_000
         self.port: int | None = None
         if self.settings.security_profile == 0:
@@ -1083,6 +1217,14 @@ class OcppIntegration:
         return self._tx_counter
 
     async def start(self) -> None:
+        for cfg in self._load_enrolled():
+            if cfg.id in self.devices:
+                log.warning(
+                    "charger %s is in the config file and was enrolled here: the config file wins", cfg.id
+                )
+                continue
+            self.enrolled[cfg.id] = cfg
+            self.devices[cfg.id] = ChargerDevice(cfg, self)
         for dev in self.devices.values():
             self.ctx.bus.add_device(dev)
             self.ctx.bus.set_status(dev.id, DeviceStatus.OFFLINE, "not connected yet")
@@ -1119,17 +1261,261 @@ class OcppIntegration:
         """HTTP basic auth: user = the charge point id, password = its enrolled password (constant time)."""
         credentials = parse_basic_auth(request.headers.get("Authorization", ""))
         expected = dev.cfg.password
-        if credentials is None or not expected:
+        if credentials is None or not (expected or dev.cfg.password_hash):
             return False
         login, password = credentials
         same_id = hmac.compare_digest(login.encode(), dev.id.encode())
-        return hmac.compare_digest(password.encode(), expected.encode()) and same_id
+        if expected:
+            return hmac.compare_digest(password.encode(), expected.encode()) and same_id
+        return enrol.verify_password(password, dev.cfg.password_hash) and same_id
+
+    # -- commissioning (the installer's page) ----------------------------------------------------------
+    def commission_actions(self) -> list[dict[str, Any]]:
+        chargers = sorted(self.devices)
+        return [
+            {
+                "integration": self.name,
+                "action": "enrol_charger",
+                "title": "Enrol an EV charger",
+                "description": (
+                    f"Accept a charger that connects to {self.url}/<charge point id>. Leave the password "
+                    "empty to have one made (shown once)."
+                ),
+                "params": {
+                    "charge_point_id": {
+                        "type": "string",
+                        "label": "Charge point id",
+                        "choices": sorted(self.waiting),
+                    },
+                    "password": {"type": "string", "label": "Password (16-40 characters)", "default": ""},
+                    "name": {"type": "string", "label": "Name", "default": ""},
+                    "id_tags": {
+                        "type": "string",
+                        "label": "RFID tags allowed to charge (comma-separated)",
+                        "default": "",
+                    },
+                },
+                "state": {
+                    "url": self.url if self.port is not None else "",
+                    "security_profile": self.settings.security_profile,
+                    "enrolled": [
+                        {
+                            "charge_point_id": cp_id,
+                            "name": dev.cfg.name,
+                            "enrolled_by": "installer" if cp_id in self.enrolled else "config",
+                            "connected": dev.conn is not None,
+                        }
+                        for cp_id, dev in sorted(self.devices.items())
+                    ],
+                    "waiting": [{"charge_point_id": k, **v} for k, v in self.waiting.items()],
+                },
+            },
+            {
+                "integration": self.name,
+                "action": "remove_charger",
+                "title": "Remove an EV charger",
+                "description": "Stop accepting a charger enrolled here (those in the config file stay).",
+                "params": {
+                    "charge_point_id": {
+                        "type": "string",
+                        "label": "Charger",
+                        "choices": sorted(self.enrolled),
+                    }
+                },
+            },
+            {
+                "integration": self.name,
+                "action": "update_firmware",
+                "title": "Update an EV charger's firmware",
+                "description": "Send OCPP UpdateFirmware: the charger downloads the file from the URL and installs it.",
+                "params": {
+                    "charge_point_id": {"type": "string", "label": "Charger", "choices": chargers},
+                    "location": {"type": "string", "label": "Firmware URL"},
+                    "retrieve_at": {
+                        "type": "string",
+                        "label": "Download at (ISO date-time; empty = now)",
+                        "default": "",
+                    },
+                    "retries": {
+                        "type": "integer",
+                        "label": "Download retries",
+                        "default": 2,
+                        "min": 0,
+                        "max": 10,
+                    },
+                    "retry_interval_s": {
+                        "type": "integer",
+                        "label": "Seconds between retries",
+                        "default": 60,
+                        "min": 1,
+                        "max": 86400,
+                    },
+                    "version": {"type": "string", "label": "Version it brings (for display)", "default": ""},
+                    "signature": {"type": "string", "label": "Signature (base64, OCPP 2.x)", "default": ""},
+                    "signing_certificate": {
+                        "type": "string",
+                        "label": "Signing certificate (PEM, OCPP 2.x)",
+                        "default": "",
+                    },
+                },
+            },
+        ]
+
+    async def commission(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one commissioning action; ValueError says what is wrong with the request (nothing changed)."""
+        params = dict(params or {})
+        if action == "enrol_charger":
+            return self._enrol(params)
+        if action == "remove_charger":
+            return await self._remove(params)
+        if action == "update_firmware":
+            return await self._update_firmware(params)
+        raise ValueError(
+            f"unknown ocpp action {action!r}; available: enrol_charger, remove_charger, update_firmware"
+        )
+
+    def _enrol(self, params: dict[str, Any]) -> dict[str, Any]:
+        home = self.ctx.config.home
+        cfg, generated = enrol.parse_request(
+            params,
+            security_profile=self.settings.security_profile,
+            taken=set(self.devices),
+            max_power_w=float(home.ev.charger_max_w),
+            voltage_v=float(home.site.voltage_v),
+        )
+        if cfg.id in {d.info.device_id for d in self.ctx.bus.devices()}:
+            raise ValueError(f"device id {cfg.id!r} is already used by another device")
+        self.enrolled[cfg.id] = cfg
+        self._save_enrolled()
+        dev = ChargerDevice(cfg, self)
+        self.devices[cfg.id] = dev
+        self.ctx.bus.add_device(dev)
+        self.ctx.bus.set_status(dev.id, DeviceStatus.OFFLINE, "enrolled; not connected yet")
+        self.waiting.pop(cfg.id, None)
+        self._refused.pop(cfg.id, None)
+        log.info("charger %s enrolled (security profile %d)", cfg.id, self.settings.security_profile)
+        result: dict[str, Any] = {
+            "charge_point_id": cfg.id,
+            "url": f"{self.url}/{cfg.id}",
+            "security_profile": self.settings.security_profile,
+            "password_generated": generated is not None,
+        }
+        if generated is not None:
+            result["password"] = generated  # shown once: only its hash is kept
+        return result
+
+    async def _remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        cp_id = params.pop("charge_point_id", None)
+        if params:
+            raise ValueError(f"ocpp remove_charger: unknown parameter(s) {', '.join(sorted(params))}")
+        if cp_id not in self.enrolled:
+            if cp_id in self.devices:
+                raise ValueError(f"charger {cp_id!r} is in the config file; remove it there")
+            raise ValueError(
+                f"no charger {cp_id!r} was enrolled here; enrolled: {', '.join(sorted(self.enrolled)) or 'none'}"
+            )
+        dev = self.devices.pop(cp_id)
+        del self.enrolled[cp_id]
+        self._save_enrolled()
+        await dev.shutdown()
+        self.ctx.bus.remove_device(cp_id)
+        return {"charge_point_id": cp_id, "removed": True}
+
+    async def _update_firmware(self, params: dict[str, Any]) -> dict[str, Any]:
+        known = {
+            "charge_point_id",
+            "location",
+            "retrieve_at",
+            "retries",
+            "retry_interval_s",
+            "version",
+            "signature",
+            "signing_certificate",
+        }
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"ocpp update_firmware: unknown parameter(s) {', '.join(unknown)}")
+        cp_id = params.get("charge_point_id")
+        dev = self.devices.get(cp_id) if isinstance(cp_id, str) else None
+        if dev is None:
+            raise ValueError(
+                f"charge_point_id = {cp_id!r}: no such charger; enrolled: {', '.join(sorted(self.devices)) or 'none'}"
+            )
+        location = fw.check_location(params.get("location"))
+        retrieve = params.get("retrieve_at") or None
+        retrieve_ts = None
+        if retrieve is not None:
+            retrieve_ts = pf.parse_iso(retrieve) if isinstance(retrieve, str) else None
+            if retrieve_ts is None:
+                raise ValueError(
+                    f"retrieve_at = {retrieve!r}: must be an ISO 8601 date-time with a zone, e.g. 2026-07-01T02:00:00Z"
+                )
+        numbers: dict[str, int | None] = {}
+        for key, low, high in (("retries", 0, 10), ("retry_interval_s", 1, 86400)):
+            value = params.get(key)
+            if value is None:
+                numbers[key] = None
+            elif isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                numbers[key] = value
+            else:
+                raise ValueError(f"{key} = {value!r}: must be a whole number {low}-{high}")
+        texts = {}
+        for key in ("version", "signature", "signing_certificate"):
+            value = params.get(key) or ""
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be text")
+            texts[key] = value.strip()
+        if dev.conn is None:
+            raise ValueError(f"charger {cp_id!r} is not connected; it must be online to take UpdateFirmware")
+        try:
+            return await dev.update_firmware(
+                location,
+                retrieve_ts=retrieve_ts,
+                retries=numbers["retries"],
+                retry_interval_s=numbers["retry_interval_s"],
+                signature=texts["signature"] or None,
+                signing_certificate=texts["signing_certificate"] or None,
+                target_version=texts["version"],
+            )
+        except CommandError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def _load_enrolled(self) -> list[ChargerConfig]:
+        if self.ctx.store is None:
+            return list(self.enrolled.values())
+        out = []
+        for entry in self.ctx.store.kv_get(enrol.KV_CHARGERS, []) or []:
+            try:
+                out.append(enrol.from_entry(entry))
+            except ValueError as exc:
+                log.error("ignoring a stored charger: %s", exc)
+        return out
+
+    def _save_enrolled(self) -> None:
+        if self.ctx.store is None:
+            log.warning("no store: the enrolled charger is forgotten at restart")
+            return
+        self.ctx.store.kv_set(enrol.KV_CHARGERS, [enrol.to_entry(c) for c in self.enrolled.values()])
+
+    def _remember_unknown(self, cp_id: str, request: web.Request) -> None:
+        now = self.ctx.clock.now()
+        seen = self.waiting.pop(cp_id, None) or {"first_seen_ts": now, "attempts": 0}
+        seen.update(last_seen_ts=now, attempts=seen["attempts"] + 1, remote=request.remote or "")
+        self.waiting[cp_id] = seen  # most recent last
+        while len(self.waiting) > enrol.MAX_WAITING:
+            self.waiting.pop(next(iter(self.waiting)))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         cp_id = request.match_info["cp_id"]
         dev = self.devices.get(cp_id)
         if dev is None:
-            return self._refuse(cp_id, 404, 'unknown charge point: enrol it as [[devices]] type = "ocpp"')
+            if config.CP_ID_RE.fullmatch(cp_id):
+                self._remember_unknown(cp_id, request)
+            return self._refuse(
+                cp_id,
+                404,
+                'unknown charge point: enrol it on the gateway\'s Devices page (or [[devices]] type = "ocpp")',
+            )
         if self.settings.security_profile >= 1 and not self._authorized(request, dev):
             return self._refuse(
                 cp_id,

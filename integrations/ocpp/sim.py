@@ -5,6 +5,9 @@ when the physics says the EV is home it plugs in, authorizes its id tag, runs a 
 limit of its active charging profiles (never above it: the limit becomes the physics' ``ev_power_limit_w``),
 reports MeterValues with energy, power, current and the EV's SoC, and ends the transaction when the EV leaves.
 It keeps its transaction over a lost connection, reconnects with backoff and sends what it could not send.
+Told to UpdateFirmware, it downloads the file over HTTP at the retrieve time (with the retries asked), checks it
+(the 2.x signature when one is given, then its ``SIMCHARGER-FW <version>`` header), reports every step with
+FirmwareStatusNotification, ends a running session, reboots and boots with the new ``firmwareVersion``.
 
 ``hems sim ocpp --url ws://127.0.0.1:9000/ocpp/ID --version 2.0.1 [--password PW]`` runs one standalone.
 """
@@ -31,6 +34,7 @@ from ocpp.v16 import call_result as result16
 
 from hems.home import EVParams
 
+from . import firmware as fw
 from . import profiles as pf
 from .rpc import (
     VERSION_SUBPROTOCOL,
@@ -181,6 +185,7 @@ class SimChargePoint:
         rate_units: tuple[str, ...] = ("A", "W"),
         vendor: str = "HEMS",
         model: str = "SimCharger",
+        firmware_version: str = "1.0.0",
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 5.0,
         response_timeout_s: float = 10.0,
@@ -200,6 +205,13 @@ class SimChargePoint:
         self.phases = phases
         self.rate_units = rate_units
         self.vendor, self.model = vendor, model
+        self.firmware_version = firmware_version
+        self.firmware_statuses: list[str] = []  # every FirmwareStatusNotification sent, in order
+        self.firmware_downloads: list[dict[str, Any]] = []  # each download attempt: url, http status, bytes
+        self._firmware_task: asyncio.Task | None = None
+        self._firmware_pending: str | None = None  # the version it boots into at the next reboot
+        self._firmware_installed = False  # send Installed after the next boot
+        self._firmware_request_id: int | None = None
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self.response_timeout_s = response_timeout_s
         # state
@@ -267,6 +279,10 @@ class SimChargePoint:
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._firmware_task is not None:
+            self._firmware_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._firmware_task
         if self.conn is not None:
             await self.conn._connection.close(1001, "charge point stopping")
         for task in self._tasks:
@@ -436,6 +452,9 @@ class SimChargePoint:
                     await asyncio.sleep(min(self.heartbeat_s, 5.0))
                 self._need_boot = False
                 self.boots += 1
+                if self._firmware_installed:  # booted into the new firmware
+                    self._firmware_installed = False
+                    self._firmware_status("Installed")
             self._offline_since = None
             await impl.report_status(force=True)
             self.online.set()
@@ -536,6 +555,98 @@ class SimChargePoint:
         self.update_limit()
         return tx
 
+    # -- firmware ------------------------------------------------------------------------------------------------
+    def update_firmware(
+        self,
+        location: str,
+        retrieve_ts: float,
+        *,
+        retries: int | None = None,
+        retry_interval_s: int | None = None,
+        request_id: int | None = None,
+        signature: str | None = None,
+        signing_certificate: str | None = None,
+    ) -> str:
+        """Start an update (UpdateFirmware); returns Accepted, or AcceptedCanceled when one was running."""
+        status = "Accepted"
+        if self._firmware_task is not None and not self._firmware_task.done():
+            self._firmware_task.cancel()
+            status = "AcceptedCanceled"
+        self._firmware_request_id = request_id
+        self._firmware_task = asyncio.create_task(
+            self._firmware(location, retrieve_ts, retries, retry_interval_s, signature, signing_certificate),
+            name=f"ocpp-sim-{self.cp_id}-firmware",
+        )
+        return status
+
+    def _firmware_status(self, status: str) -> None:
+        self.firmware_statuses.append(status)
+        self._post("firmware", status=status, request_id=self._firmware_request_id)
+
+    async def _firmware(
+        self, location, retrieve_ts, retries, retry_interval_s, signature, certificate
+    ) -> None:
+        wait_s = retrieve_ts - self.clock.now()
+        if wait_s > 0:
+            if self.version != "1.6":
+                self._firmware_status("DownloadScheduled")
+            await self.clock.sleep(wait_s)
+        data = None
+        attempts = 1 + max(retries or 0, 0)
+        for attempt in range(attempts):
+            self._firmware_status("Downloading")
+            data = await self._download(location)
+            if data is not None:
+                break
+            if attempt + 1 < attempts:
+                await self.clock.sleep(float(retry_interval_s or 30))
+        if data is None:
+            self._firmware_status("DownloadFailed")
+            return
+        self._firmware_status("Downloaded")
+        if signature and self.version != "1.6":
+            if not certificate or not fw.verify_signature(data, signature, certificate):
+                self._firmware_status("InvalidSignature")
+                return
+            self._firmware_status("SignatureVerified")
+        try:
+            version = fw.sim_firmware_version(data)
+        except ValueError as exc:
+            log.warning("simulated charge point %s: %s", self.cp_id, exc)
+            self._firmware_status(
+                "InstallVerificationFailed" if self.version != "1.6" else "InstallationFailed"
+            )
+            return
+        self._firmware_status("Installing")
+        if self.tx is not None:
+            self._post("stop", reason="Reboot")
+        if self.version != "1.6":
+            self._firmware_status("InstallRebooting")
+        self._firmware_pending = version
+        self._post("reboot")
+
+    async def _download(self, url: str) -> bytes | None:
+        record: dict[str, Any] = {"url": url, "status": None, "size_bytes": 0}
+        self.firmware_downloads.append(record)
+        try:
+            assert self._session is not None
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as rsp:
+                record["status"] = rsp.status
+                if rsp.status != 200:
+                    return None
+                data = await rsp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            record["error"] = str(exc) or type(exc).__name__
+            return None
+        record["size_bytes"] = len(data)
+        return data
+
+    def _reboot_into_firmware(self) -> None:
+        """At a reboot: a downloaded and checked image becomes the running firmware."""
+        if self._firmware_pending is not None:
+            self.firmware_version, self._firmware_pending = self._firmware_pending, None
+            self._firmware_installed = True
+
     def reboot_soon(self) -> None:
         """After a Reset: end the session, close the connection, boot again."""
 
@@ -600,7 +711,9 @@ class SimConnV16(_SimConn, v16.ChargePoint):
         sim = self.sim
         result = await sim.request(
             call16.BootNotification(
-                charge_point_model=sim.model, charge_point_vendor=sim.vendor, firmware_version="1.0.0"
+                charge_point_model=sim.model,
+                charge_point_vendor=sim.vendor,
+                firmware_version=sim.firmware_version,
             )
         )
         if result is None or result.status != "Accepted":
@@ -729,7 +842,11 @@ class SimConnV16(_SimConn, v16.ChargePoint):
 
     async def ev_reboot(self, event: Event) -> None:
         self.sim._need_boot = True
+        self.sim._reboot_into_firmware()
         await self._connection.close(1000, "rebooting")
+
+    async def ev_firmware(self, event: Event) -> None:
+        await self.sim.request(call16.FirmwareStatusNotification(status=event.args["status"]))
 
     # CSMS → charge point
     @on("SetChargingProfile")
@@ -798,6 +915,14 @@ class SimConnV16(_SimConn, v16.ChargePoint):
         self.sim.reboot_soon()
         return result16.Reset(status="Accepted")
 
+    @on("UpdateFirmware")
+    def on_update_firmware(self, location: str, retrieve_date: str, **kw):
+        retrieve = pf.parse_iso(retrieve_date) or self.sim.clock.now()
+        self.sim.update_firmware(
+            location, retrieve, retries=kw.get("retries"), retry_interval_s=kw.get("retry_interval")
+        )
+        return result16.UpdateFirmware()
+
     @on("ChangeConfiguration")
     def on_change_configuration(self, key: str, value: str, **kw):
         sim = self.sim
@@ -848,9 +973,15 @@ class _SimConnV2(_SimConn):
     async def boot(self) -> bool:
         sim = self.sim
         reason = "RemoteReset" if sim.boots else "PowerUp"
+        if sim._firmware_installed:
+            reason = "FirmwareUpdate"
         result = await sim.request(
             self._call.BootNotification(
-                charging_station={"model": sim.model, "vendorName": sim.vendor, "firmwareVersion": "1.0.0"},
+                charging_station={
+                    "model": sim.model,
+                    "vendorName": sim.vendor,
+                    "firmwareVersion": sim.firmware_version,
+                },
                 reason=reason,
             )
         )
@@ -1004,6 +1135,7 @@ class _SimConnV2(_SimConn):
             "Remote": "RemoteStop",
             "DeAuthorized": "Deauthorized",
             "ImmediateReset": "ResetCommand",
+            "Reboot": "ResetCommand",
         }.get(reason, "StopAuthorized")
         if self.sim.tx is not None:
             await self._stop(event, trigger, reason)
@@ -1032,7 +1164,14 @@ class _SimConnV2(_SimConn):
 
     async def ev_reboot(self, event: Event) -> None:
         self.sim._need_boot = True
+        self.sim._reboot_into_firmware()
         await self._connection.close(1000, "rebooting")
+
+    async def ev_firmware(self, event: Event) -> None:
+        kwargs = {"status": event.args["status"]}
+        if event.args.get("request_id") is not None:
+            kwargs["request_id"] = event.args["request_id"]
+        await self.sim.request(self._call.FirmwareStatusNotification(**kwargs))
 
     # CSMS → charge point
     @on("SetChargingProfile")
@@ -1109,6 +1248,24 @@ class _SimConnV2(_SimConn):
             return self._call_result.Reset(status="Scheduled")
         self.sim.reboot_soon()
         return self._call_result.Reset(status="Accepted")
+
+    @on("UpdateFirmware")
+    def on_update_firmware(self, request_id: int, firmware: dict, **kw):
+        location = firmware.get("location", "")
+        retrieve = pf.parse_iso(firmware.get("retrieve_date_time")) or self.sim.clock.now()
+        signature, certificate = firmware.get("signature"), firmware.get("signing_certificate")
+        if signature and not certificate:
+            return self._call_result.UpdateFirmware(status="InvalidCertificate")
+        status = self.sim.update_firmware(
+            location,
+            retrieve,
+            retries=kw.get("retries"),
+            retry_interval_s=kw.get("retry_interval"),
+            request_id=request_id,
+            signature=signature,
+            signing_certificate=certificate,
+        )
+        return self._call_result.UpdateFirmware(status=status)
 
     @on("SetVariables")
     def on_set_variables(self, set_variable_data: list, **kw):
