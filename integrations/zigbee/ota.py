@@ -228,6 +228,7 @@ class ZigbeeOta:
     # -- lifecycle ----------------------------------------------------------------------------------------
     def attach(self, app: Any) -> None:
         """A new zigpy application (at start and after a radio reconnect): serve the folder through it."""
+        self.provider._served_generation = -1  # a new zigpy application starts with an empty image cache
         app.ota.register_provider(self.provider)
 
     def start(self) -> None:

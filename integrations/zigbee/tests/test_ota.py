@@ -232,6 +232,47 @@ async def test_files_that_are_not_ota_images_are_named_and_ignored(ota_env, capl
     assert len([r for r in caplog.records if "is ignored" in r.getMessage()]) == 2
 
 
+async def test_an_image_already_there_is_installed_at_pairing(ota_env):
+    env = ota_env
+    folder = env.tmp_path / "ota"
+    folder.mkdir()
+    (folder / "v1.ota").write_bytes(thermostat_image(NEW_VERSION))
+    await env.start()  # the thermostat asks during its interview, before it is on the bus
+    await wait_for(
+        lambda: env.bus.firmware(THERMOSTAT_ID).version == "0x01000100", within_s=20.0, what="the update"
+    )
+    assert env.home.thermostat.ota.installed == [NEW_VERSION]
+
+
+async def test_images_read_before_a_radio_reconnect_are_still_served_after_it(ota_env, monkeypatch):
+    monkeypatch.setattr("integrations.zigbee.client.RECONNECT_S", 0.05)
+    env = ota_env
+    zigbee = await env.start(ota_auto_update=False)
+    (env.tmp_path / "ota" / "relay.ota").write_bytes(
+        make_ota_image(
+            manufacturer_id=MANUFACTURER_CODE,
+            image_type=RELAY_IMAGE_TYPE,
+            file_version=0x02000000,
+            payload=b"r" * 200,
+        )
+    )
+    await wait_for(
+        lambda: env.bus.firmware(WATER_HEATER_ID).target_version == "0x02000000", what="the update on offer"
+    )
+    first_app = zigbee.app
+    first_app.connection_lost(ConnectionResetError("the stick was unplugged"))
+    await wait_for(lambda: zigbee.app is not None and zigbee.app is not first_app, what="the new radio")
+    await wait_for(lambda: env.bus.status(WATER_HEATER_ID)[0].value == "ok", what="the water heater back")
+    # The folder did not change, but the new zigpy application must still know its images
+    await zigbee.commission("update_firmware", {"device_id": WATER_HEATER_ID})
+    await wait_for(
+        lambda: env.bus.firmware(WATER_HEATER_ID).update_state == "installed",
+        within_s=20.0,
+        what="the update",
+    )
+    assert env.home.water_heater.ota.installed == [0x02000000]
+
+
 def _command(frame) -> int:
     hdr, _ = foundation.ZCLHeader.deserialize(bytes(frame.payload))
     return hdr.command_id
