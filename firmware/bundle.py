@@ -621,6 +621,19 @@ def install_bundle(
             )
         cmdline = current_cmdline.decode()
     cmdline = slots.cmdline_for_slot(cmdline, target) + "\n"
+    config = boot.read(slots.CONFIG_TXT)
+    if config is None:
+        raise SlotError(f"the boot partition {boot.label} has no config.txt")
+    wanted = slots.parse_config_txt(config.decode("utf-8", errors="replace"), tryboot=True)
+    have_paths = {p["path"] for p in bundle.boot_payloads}
+    for what, default in (("kernel", "kernel8.img"), ("initramfs", None)):
+        name = wanted.get(what, default)
+        if name and name not in have_paths:
+            raise BundleError(
+                "format",
+                f"the bundle has no {name}, the {what} config.txt boots; slot {target} could not boot: rebuild the "
+                "bundle with the slot's boot files (--boot-dir)",
+            )
     need = sum(p["size_bytes"] for p in bundle.boot_payloads) + len(cmdline)
     have = boot.free_bytes() + boot.tree_bytes(f"slot-{target}")
     if need > have:
@@ -674,6 +687,12 @@ def install_bundle(
             )
 
     state = slots.stage_pending(boot, target, m["version"], bundle.sha256 or "", devices_ok_before)
+    chosen = slots.boot_selection(boot, tryboot=True)
+    if chosen.slot != target:  # never leave a switch that points anywhere else
+        slots.rollback(boot, f"tryboot.txt selects slot {chosen.slot}, not {target}")
+        raise SlotError(
+            f"after the install tryboot.txt selects slot {chosen.slot}, not {target}; rolled back"
+        )
     log(f"slot {target} holds {m['version']}; tryboot.txt selects it for the next trial boot")
     return {
         "slot": target,

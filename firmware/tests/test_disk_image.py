@@ -279,11 +279,11 @@ def test_boot_files_that_do_not_fit_are_refused_before_writing(disk: Disk, keys,
     from firmware import bundle
 
     kernel = tmp_path / "vmlinuz"
-    kernel.write_bytes(os.urandom(20 << 20))  # boot files are stored as they are: 20 MiB > the 16 MiB FAT
+    kernel.write_bytes(os.urandom(10 << 20))  # boot files are stored as they are: 2 × 10 MiB > the 16 MiB FAT
     path = tmp_path / "fat.hemsu"
     bundle.make_bundle(
         path, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp_path, "0.2.0", 4), version="0.2.0",
-        arch="amd64", boot_files={"vmlinuz": kernel},
+        arch="amd64", boot_files={"vmlinuz": kernel, "initrd.img": kernel},
     )  # fmt: skip
     before = disk.sha()
     r = _install(disk, path, keys)
@@ -292,7 +292,24 @@ def test_boot_files_that_do_not_fit_are_refused_before_writing(disk: Disk, keys,
         r"the boot partition has (\d+) bytes for slot-b/ but the bundle's boot files need (\d+)", r.stderr
     )
     assert m, r.stderr
-    assert int(m.group(1)) < 16 << 20 < 20 << 20 < int(m.group(2)) < (20 << 20) + 200  # kernel + cmdline.txt
+    assert int(m.group(1)) < 16 << 20 < 20 << 20 < int(m.group(2)) < (20 << 20) + 200  # 2 files + cmdline.txt
+    assert disk.sha() == before
+
+
+def test_a_bundle_without_the_kernel_config_txt_boots_is_refused(disk: Disk, keys, tmp_path):
+    from firmware import bundle
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"initrd")
+    path = tmp_path / "nokernel.hemsu"
+    bundle.make_bundle(
+        path, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp_path, "0.2.0", 4), version="0.2.0",
+        arch="amd64", boot_files={"initrd.img": initrd},
+    )  # fmt: skip
+    before = disk.sha()
+    r = _install(disk, path, keys)
+    assert r.returncode == 3
+    assert "the bundle has no vmlinuz, the kernel config.txt boots; slot b could not boot" in r.stderr
     assert disk.sha() == before
 
 
