@@ -8,7 +8,7 @@
   let tz, detailChart = null;
 
   const when = (e) => `${dateTime(e.effective_start_ts, tz)} – ${isNum(e.end_ts) ? time(e.end_ts, tz) : "until further notice"}`;
-  const what = (e) => (isNum(e.level) ? `Use less power (level ${e.level}${e.objective.includes("(") ? " " + e.objective.slice(e.objective.indexOf("(")) : ""})` : e.objective);
+  const what = (e) => (isNum(e.level) ? `Use less power: ${e.objective}` : e.objective.charAt(0).toUpperCase() + e.objective.slice(1));
   const reduced = (e) => (e.report && isNum(e.report.shed_wh) ? kwh(e.report.shed_wh / 1000, 2) : "–");
   const pill = (state) => el("span", { class: "pill " + state, text: STATES[state] || state });
 

@@ -37,7 +37,10 @@
     document.getElementById("plan-summary").textContent =
       `${why} Expected cost of the next 24 hours: ${costWords(p.cost, currency)}. ` +
       (isNum(lowest) ? `Lowest planned battery level: ${lowest.toFixed(0)} %` + (isNum(reserve) ? ` (your reserve: ${reserve.toFixed(0)} %).` : ".") : "");
-    document.getElementById("plan-summary").dataset.lowestSoc = isNum(lowest) ? lowest.toFixed(1) : "";
+    const summary = document.getElementById("plan-summary");
+    summary.dataset.lowestSoc = isNum(lowest) ? lowest.toFixed(1) : "";
+    summary.dataset.firstSoc = isNum(p.battery_soc_pct[0]) ? p.battery_soc_pct[0].toFixed(1) : "";
+    summary.dataset.reserve = isNum(reserve) ? String(reserve) : "";
     document.getElementById("plan-summary").className = "";
 
     const money4 = (u, v) => (isNum(v) ? money(v, currency, 3) : "–");
