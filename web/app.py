@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from web import auth
+from web import api, auth, openapi, pages, settings_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -26,6 +26,10 @@ def create_app(runtime, accounts: auth.Accounts) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[RUNTIME] = runtime
     auth.install(app, accounts)
+    settings_api.add_routes(app)
+    api.add_routes(app)  # dashboard data: summary, history, CSV, devices, DR detail (web/api.py)
+    pages.add_routes(app)  # dashboard pages besides "/" (web/pages.py)
+    openapi.add_routes(app)  # /api/openapi.json (web/openapi.py)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/live", api_live)
