@@ -653,7 +653,11 @@ def install_bundle(
 
     log(f"writing {rootfs['image_size_bytes']} bytes into slot {target} ({part.label} of {disk})")
     t1 = time.monotonic()
-    written_sha = slots.write_slot(disk, part, bundle.iter_image(), rootfs["image_size_bytes"])
+    try:
+        written_sha = slots.write_slot(disk, part, bundle.iter_image(), rootfs["image_size_bytes"])
+    except (OSError, SlotError, BundleError) as exc:
+        _mark_bad(boot, target, f"writing the slot failed: {exc}")
+        raise
     write_s = time.monotonic() - t1
     if written_sha != rootfs["image_sha256"]:
         _mark_bad(boot, target, "the decompressed root image does not match its signed hash")

@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _where(bc)
     bc.add_argument("--tryboot", action="store_true", default=None, help="treat this boot as a trial boot")
+    bc.add_argument(
+        "--reboot", action="store_true", help="reboot when it rolled back the slot this system runs"
+    )
 
     hc = sub.add_parser("health-check", help="after a trial boot: is the gateway up? (exit 0 yes, 4 no)")
     _where(hc)
@@ -250,7 +253,15 @@ def cmd_verify(args) -> int:
 def _reboot_trial(boot: slots.BootFiles) -> int:
     slots.request_tryboot(boot)
     if slots.is_raspberry_pi():
-        cmd = ["systemctl", "reboot", "0 tryboot"]  # the Pi firmware's one-shot tryboot flag
+        # the flag through the firmware mailbox where the kernel offers /dev/vcio; the reboot argument as
+        # well, which the Raspberry Pi kernel turns into the same flag (a mainline kernel ignores it)
+        if not slots.set_pi_tryboot_flag():
+            _err(
+                "warning: no /dev/vcio: only the reboot argument '0 tryboot' asks for the trial boot, and only "
+                "the Raspberry Pi kernel honours it; with a mainline kernel the gateway comes back on the old "
+                "slot and the update is recorded as not booted"
+            )
+        cmd = ["systemctl", "reboot", "0 tryboot"]
     else:
         boot.write(slots.TRYBOOT_FLAG, b"1\n")  # the emulator launcher takes it (slots.take_tryboot_flag)
         cmd = ["systemctl", "reboot"]
@@ -311,8 +322,13 @@ def cmd_reboot(args) -> int:
 
 def cmd_boot_check(args) -> int:
     tryboot = args.tryboot if args.tryboot is not None else slots.booted_with_tryboot()
-    what, _state = slots.boot_check(_boot(args), _booted(args), tryboot)
+    booted = _booted(args)
+    what, state = slots.boot_check(_boot(args), booted, tryboot)
     print(f"boot-check: {what}")
+    if args.reboot and booted is not None and state.get("trying") is None and booted != state["committed"]:
+        _refuse_reboot_on_image(args)
+        print(f"rebooting into the committed slot {state['committed']}", flush=True)
+        return subprocess.run(["systemctl", "reboot"], check=False).returncode
     return 0
 
 

@@ -698,6 +698,50 @@ def booted_with_tryboot(
     return False
 
 
+# The firmware's one-shot tryboot flag through its mailbox (what `vcmailbox 0x00038064 4 0 1` does). Needed
+# because only the Raspberry Pi kernel turns `reboot "0 tryboot"` into this call; a mainline kernel (Debian's
+# linux-image-arm64) ignores the word, so the flag is set here where /dev/vcio exists.
+VCIO = "/dev/vcio"
+MBOX_SET_REBOOT_FLAGS = 0x00038064
+MBOX_GET_REBOOT_FLAGS = 0x00030064
+MBOX_OK = 0x80000000
+
+
+def mbox_buffer(tag: int, value: int) -> list[int]:
+    """A one-tag firmware property message: size, request, tag, value size, request code, value, end tag."""
+    return [7 * 4, 0, tag, 4, 0, value, 0]
+
+
+def _mbox_ioctl_number() -> int:
+    # _IOWR(100, 0, char *): the vcio driver's IOCTL_MBOX_PROPERTY; the size field is a pointer's
+    return (3 << 30) | (struct.calcsize("P") << 16) | (100 << 8) | 0
+
+
+def firmware_mailbox(tag: int, value: int, device: str = VCIO) -> int:
+    import array
+    import fcntl
+
+    buf = array.array("I", mbox_buffer(tag, value))
+    fd = os.open(device, os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, _mbox_ioctl_number(), buf, True)
+    finally:
+        os.close(fd)
+    if buf[1] != MBOX_OK:
+        raise SlotError(f"the Raspberry Pi firmware refused mailbox tag {tag:#x} (answer {buf[1]:#x})")
+    return buf[5]
+
+
+def set_pi_tryboot_flag() -> bool:
+    """Set the one-shot tryboot flag through /dev/vcio; False when this kernel has no /dev/vcio."""
+    if not Path(VCIO).exists():
+        return False
+    firmware_mailbox(MBOX_SET_REBOOT_FLAGS, 1)
+    if not firmware_mailbox(MBOX_GET_REBOOT_FLAGS, 0) & 1:
+        raise SlotError("the Raspberry Pi firmware did not keep the tryboot flag")
+    return True
+
+
 def is_raspberry_pi(model_path: str | Path = "/proc/device-tree/model") -> bool:
     try:
         return b"Raspberry Pi" in Path(model_path).read_bytes()
@@ -753,7 +797,11 @@ def read_state(boot: str | Path | BootFiles) -> dict:
             ) from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise SlotError(f"{STATE_FILE} on {b.label} has an unknown format (want format {STATE_FORMAT})")
-    if config_slot and config_slot != state.get("committed"):
+    if config_slot and config_slot == state.get("trying"):
+        # a commit was cut short after config.txt was rewritten: config.txt is what boots, so finish it
+        state = commit_state(state, config_slot)
+        state.setdefault("warnings", []).append(f"finished an interrupted commit of slot {config_slot}")
+    elif config_slot and config_slot != state.get("committed"):
         state.setdefault("warnings", []).append(
             f"{STATE_FILE} said slot {state.get('committed')} is committed but config.txt boots slot {config_slot}"
         )
@@ -898,6 +946,10 @@ def boot_check(boot: str | Path | BootFiles, booted: str | None, tryboot: bool) 
             b.delete(TRYBOOT_TXT)  # stale switch without a pending update: never boot an unknown slot
             return "removed a stale tryboot.txt", state
         return "no update pending", state
+    if booted != slot and not b.exists(TRYBOOT_TXT):
+        # a rollback cut short after tryboot.txt went, or the switch was removed by hand: nothing can boot it
+        state = rollback(b, f"tryboot.txt for slot {slot} is gone; the update can no longer be tried")
+        return "rolled back: tryboot.txt is gone", state
     if booted == slot:
         state["attempts"] = int(state.get("attempts", 0)) + 1
         state["slots"][slot]["status"] = "trying"
@@ -916,7 +968,10 @@ def boot_check(boot: str | Path | BootFiles, booted: str | None, tryboot: bool) 
                 f"slot {slot} started but restarted before its health check passed; back on slot {booted}"
             )
         else:
-            reason = f"slot {slot} did not boot (the firmware fell back to slot {booted})"
+            reason = (
+                f"slot {slot} did not boot (the firmware fell back to slot {booted}; on a Pi this also happens "
+                "when the kernel could not set the tryboot flag)"
+            )
         state = rollback(b, reason)
         return "rolled back: " + reason, state
     return f"update to slot {slot} pending (not tried yet)", state

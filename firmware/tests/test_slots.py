@@ -194,3 +194,25 @@ def test_boot_paths_from_manifests_cannot_escape(boot):
     for bad in ("../etc/passwd", "slot-a/../../x", "", "a//b", "sp ace"):
         with pytest.raises(SlotError, match="invalid boot partition path"):
             b.write(bad, b"x")
+
+
+def test_pi_tryboot_mailbox_message_layout():
+    # what `vcmailbox 0x00038064 4 0 1` sends: 7 words, request code 0, one tag with a 4-byte value, end tag
+    assert slots.mbox_buffer(slots.MBOX_SET_REBOOT_FLAGS, 1) == [28, 0, 0x00038064, 4, 0, 1, 0]
+    assert slots._mbox_ioctl_number() in (0xC0086400, 0xC0046400)  # _IOWR(100, 0, char *), 64/32-bit
+
+
+def test_an_interrupted_commit_is_finished_and_an_interrupted_rollback_cleaned_up(boot):
+    _pend(boot)
+    # power cut inside commit: config.txt already points at b, hems-slots.json still says trying b
+    (boot / "config.txt").write_text(slots.set_os_prefix(CONFIG_TXT, "b"))
+    state = slots.read_state(boot)
+    assert (state["committed"], state["trying"], state["slots"]["b"]["status"]) == ("b", None, "good")
+    assert "finished an interrupted commit of slot b" in state["warnings"]
+    # power cut inside rollback: tryboot.txt is gone, the state still says trying a
+    (boot / "config.txt").write_text(CONFIG_TXT)
+    slots.write_state(boot, slots.initial_state("0.1.0", "arm64", "a"))
+    _pend(boot)
+    (boot / "tryboot.txt").unlink()
+    what, state = slots.boot_check(boot, booted="a", tryboot=False)
+    assert what == "rolled back: tryboot.txt is gone" and state["trying"] is None
