@@ -468,24 +468,25 @@ COMMANDS = {
 
 # commands that change the disk or the boot partition take the lock: one hems-update at a time
 LOCKED = {"install", "reboot", "boot-check", "health-check", "commit", "rollback", "init"}
-LOCK_FILE = "/run/hems-update.lock"
 
 
 @contextlib.contextmanager
 def _lock(args):
-    # a disk image file locks itself; a running gateway locks a file in /run (tmpfs, gone at reboot)
-    path = args.disk if _is_image_file(getattr(args, "disk", None)) else LOCK_FILE
-    if path == LOCK_FILE and not os.access(os.path.dirname(LOCK_FILE), os.W_OK):
-        yield
-        return
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600) if path == LOCK_FILE else os.open(path, os.O_RDONLY)
+    # a disk image file locks itself; a gateway locks its boot partition's directory (writable in the units'
+    # sandbox, unlike /run under ProtectSystem=strict)
+    if _is_image_file(getattr(args, "disk", None)):
+        path = args.disk
+    else:
+        path = getattr(args, "boot_dir", None) or slots.DEFAULT_BOOT_DIR
+        if not os.path.isdir(path):
+            yield  # the command itself says that the boot partition is missing
+            return
+    fd = os.open(path, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SlotError(
-                f"another hems-update is working on {args.disk or 'this gateway'}; try again later"
-            ) from None
+            raise SlotError(f"another hems-update is working on {path}; try again later") from None
         yield
     finally:
         os.close(fd)

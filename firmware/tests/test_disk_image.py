@@ -323,6 +323,23 @@ def test_two_installs_at_once_do_not_interleave(disk: Disk, bundles, keys):
     assert _install(disk, bundles["0.2.0"], keys).returncode == 0
 
 
+def test_a_mounted_boot_partition_is_locked_too(tmp_path):
+    import fcntl
+
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "config.txt").write_text(CONFIG_TXT)
+    fd = os.open(boot, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        r = hems_update("rollback", "--boot-dir", boot, "--booted-slot", "a")
+        assert r.returncode == 1 and f"another hems-update is working on {boot}" in r.stderr
+    finally:
+        os.close(fd)
+    r = hems_update("rollback", "--boot-dir", boot, "--booted-slot", "a")
+    assert r.returncode == 1 and "nothing to roll back" in r.stderr
+
+
 def test_install_units_renders_paths(tmp_path):
     r = hems_update("install-units", "--dest", tmp_path, "--exe", "/opt/hems/venv/bin/hems-update")
     assert r.returncode == 0, r.stderr
