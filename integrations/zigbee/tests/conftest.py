@@ -125,7 +125,7 @@ class Env:
 
 
 async def wait_for(
-    predicate: Callable[[], Any], *, within_s: float = 3.0, what: str = "the condition"
+    predicate: Callable[[], Any], *, within_s: float = 10.0, what: str = "the condition"
 ) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
@@ -156,7 +156,7 @@ def make_env(tmp_path: Path, meter: SimMeter | None = None) -> Env:
             "report_min_s": 0,
             "report_max_s": 3600,
             "poll_interval_s": 600.0,
-            "request_timeout_s": 0.3,
+            "request_timeout_s": 2.0,  # generous: a loaded test machine must not look like a silent device
         },
     )
     network.taps.append(lambda way, frame: env.frames.append((way, frame)))
