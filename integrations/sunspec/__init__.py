@@ -25,6 +25,7 @@ Entry points: ``create`` (hems.integrations), ``dev_peer`` (hems.dev_peers), ``s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import asdict
@@ -140,6 +141,9 @@ class SunSpecIntegration:
         self.devices = [SunSpecInverter(cfg, ctx.bus, ctx.clock, ctx.log) for cfg in configs]
         self.added: dict[str, dict[str, Any]] = {}  # device id -> entry, the installer's (persisted)
         self._added_in_memory: list[dict[str, Any]] = []  # without a store (tests, standalone tools)
+        self._commissioning = (
+            asyncio.Lock()
+        )  # one add/remove at a time: two adds of one host must not both pass
 
     async def start(self) -> None:
         for entry in self._load_added():
@@ -217,9 +221,11 @@ class SunSpecIntegration:
         """Run one commissioning action; ValueError says what is wrong (and nothing is changed)."""
         params = dict(params or {})
         if action == "add_inverter":
-            return await self._add(params)
+            async with self._commissioning:
+                return await self._add(params)
         if action == "remove_inverter":
-            return await self._remove(params)
+            async with self._commissioning:
+                return await self._remove(params)
         raise ValueError(f"unknown sunspec action {action!r}; available: add_inverter, remove_inverter")
 
     async def _add(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -185,3 +185,18 @@ async def test_bad_requests_name_the_problem(integrations, store, action, params
         await integ.commission(action, params)
     assert message in str(caught.value)
     assert integ.devices == [] and store.kv_get(KV_ADDED) is None
+
+
+async def test_two_adds_of_one_inverter_at_once_add_it_once(inverter, integrations, store):
+    integ = await integrations()
+    params = {"host": "127.0.0.1", "port": inverter.port}
+    results = await asyncio.gather(
+        integ.commission("add_inverter", params),
+        integ.commission("add_inverter", params),
+        return_exceptions=True,
+    )
+    added = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, ValueError)]
+    assert len(added) == 1 and len(refused) == 1 and "already in use" in str(refused[0])
+    assert [d.info.device_id for d in integ.ctx.bus.devices()] == ["inverter"]
+    assert len(store.kv_get(KV_ADDED)) == 1
