@@ -28,7 +28,7 @@ def create_app(runtime, accounts: auth.Accounts) -> web.Application:
     auth.install(app, accounts)
     settings_api.add_routes(app)
     api.add_routes(app)  # dashboard data: summary, history, CSV, devices, DR detail (web/api.py)
-    pages.add_routes(app)  # dashboard pages besides "/" (web/pages.py)
+    pages.add_routes(app)  # the dashboard's pages, "/" included (web/pages.py)
     openapi.add_routes(app)  # /api/openapi.json (web/openapi.py)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", api_status)
@@ -36,7 +36,6 @@ def create_app(runtime, accounts: auth.Accounts) -> web.Application:
     app.router.add_get("/api/plan", api_plan)
     app.router.add_get("/api/dr", api_dr_events)
     app.router.add_post("/api/dr/{key}/opt-out", api_dr_opt_out)
-    app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, show_index=False)
     return app
 
@@ -86,10 +85,6 @@ async def api_dr_opt_out(request: web.Request) -> web.Response:
     except ValueError as exc:  # already over, or not opt-out-able
         return web.json_response({"error": str(exc)}, status=409)
     return web.json_response(event.to_json())
-
-
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
 
 
 async def api_live(request: web.Request) -> web.WebSocketResponse:

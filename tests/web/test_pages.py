@@ -15,7 +15,7 @@ from web import pages
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 STATIC = Path(pages.__file__).parent / "static"
-SHELLS = {"/": "index.html", **pages.PAGES}
+SHELLS = {path: pages.render(page) for path, page in pages.PAGES.items()}
 
 
 @on_module_loop
@@ -27,11 +27,11 @@ async def test_pages_need_a_session_and_are_served_with_one(gateway, owner):
                 assert resp.headers["Location"].startswith("/login"), path
         async with anon.get(gateway.url + "/static/style.css") as resp:  # assets are public: no home data
             assert resp.status == 200 and ".auth-card" in await resp.text()
-    for path, name in SHELLS.items():
+    for path, shell in SHELLS.items():
         async with owner.get(gateway.url + path) as resp:
             assert resp.status == 200 and resp.content_type == "text/html", path
             text = await resp.text()
-            assert text == (STATIC / name).read_text()
+            assert text == shell
             assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
 
 
@@ -40,12 +40,11 @@ def _header(html: str) -> str:
 
 
 def test_every_page_has_the_same_menu_and_only_local_assets():
-    headers = {name: _header((STATIC / name).read_text()) for name in SHELLS.values()}
+    headers = {path: _header(html) for path, html in SHELLS.items()}
     assert len(set(headers.values())) == 1, "the header differs between pages"
     menu = re.findall(r'<a href="([^"]+)"', next(iter(headers.values())))
     assert menu == list(SHELLS), menu  # one link per page, in order
-    for name in SHELLS.values():
-        html = (STATIC / name).read_text()
+    for name, html in SHELLS.items():
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
         # the CSP allows no inline script: every script is a file under /static/
         assert "<script>" not in html
