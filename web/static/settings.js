@@ -38,6 +38,10 @@
     document.getElementById("mqtt_port").value = c.mqtt_port ?? "";
     document.getElementById("mqtt_username").value = c.mqtt_username || "";
     document.getElementById("mqtt_tls").checked = c.mqtt_tls !== false;
+    // the password is never read back: the field only replaces it
+    const pw = document.getElementById("mqtt_password");
+    pw.value = "";
+    pw.placeholder = c.mqtt_password_set ? "saved (type to replace)" : "none";
   }
 
   const num = (id) => { const v = document.getElementById(id).value; return v === "" ? null : Number(v); };
@@ -69,6 +73,8 @@
       mqtt_username: document.getElementById("mqtt_username").value,
       mqtt_tls: document.getElementById("mqtt_tls").checked,
     };
+    const password = document.getElementById("mqtt_password").value;
+    if (password) out.cloud.mqtt_password = password;
     return out;
   }
 
