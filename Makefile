@@ -6,10 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 # chromium (+ chromium-driver) for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
 SYSTEM_PACKAGES := mosquitto dosfstools mtools fdisk e2fsprogs chromium chromium-driver
+# the gateway image (image/): its build and the emulator boot test that `make test` runs
+IMAGE_PACKAGES := mmdebstrap qemu-system-x86 qemu-utils dosfstools mtools e2fsprogs fdisk openssh-client
+# arm64 (Raspberry Pi) image: built under qemu-user emulation, booted on QEMU's virt board
+IMAGE_ARM64_PACKAGES := qemu-system-arm qemu-user-static binfmt-support arch-test
+SYSTEM_PACKAGES += $(IMAGE_PACKAGES)
+ARCH ?= amd64
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: run test lint venv system-deps clean
+.PHONY: run test lint venv system-deps clean image image-deps image-arm64 image-boot-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -53,6 +59,23 @@ lint: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest -q
+
+# `make image ARCH=amd64|arm64`: the flashable disk image in var/image/ (root: mmdebstrap, chroot, file owners)
+image: $(VENV)/.installed image-deps
+	PYTHON=$(BIN)/python image/build.sh $(ARCH)
+
+image-deps:
+	@$(MAKE) --no-print-directory system-deps \
+		SYSTEM_PACKAGES="$(IMAGE_PACKAGES) $(if $(filter arm64,$(ARCH)),$(IMAGE_ARM64_PACKAGES))"
+
+# the Raspberry Pi image, and its boot on QEMU's arm64 virt board (not part of `make test`: ~20 min emulated)
+image-arm64: $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory image-deps ARCH=arm64
+	HEMS_IMAGE_ARM64=1 $(BIN)/pytest -q image/tests/test_image_arm64.py
+
+# the amd64 image built and booted in QEMU (also run by `make test`)
+image-boot-test: $(VENV)/.installed-test image-deps
+	$(BIN)/pytest -q image/tests/test_image_boot.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
