@@ -15,7 +15,7 @@ ARCH ?= amd64
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: run test lint venv system-deps clean image image-deps image-arm64 image-boot-test
+.PHONY: run test lint venv system-deps clean image image-deps image-arm64 image-boot-test image-update-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -76,6 +76,10 @@ image-arm64: $(VENV)/.installed-test
 # the amd64 image built and booted in QEMU (also run by `make test`)
 image-boot-test: $(VENV)/.installed-test image-deps
 	$(BIN)/pytest -q image/tests/test_image_boot.py
+
+# A/B updates of the amd64 image in the emulator: a bundle to slot b and back, a broken one rolled back (~10 min)
+image-update-test: $(VENV)/.installed-test image-deps
+	HEMS_IMAGE_UPDATE_TEST=1 $(BIN)/pytest -q image/tests/test_image_update.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the boot test's helpers and image/qemu.py
 
-from qemu import Emulator
-from test_image_boot import (
+from qemu import Emulator  # noqa: E402
+from test_image_boot import (  # noqa: E402
     BANNER_RUNNING,
     SSH_OPTIONS,
     Dashboard,
@@ -27,7 +28,7 @@ from test_image_boot import (
     report,
 )
 
-from firmware import slots
+from firmware import slots  # noqa: E402
 
 pytestmark = [
     pytest.mark.timeout(3600),

@@ -293,6 +293,9 @@ def test_boots_to_the_setup_page_and_keeps_its_state_across_a_reboot(amd64_image
             pytestconfig,
             f"systemd-analyze security hems.service: exposure {exposure.group(1)} (0 safest, 10 unsafe)",
         )
+        # the A/B update tool in the image sees the slots the build made
+        state = json.loads(ssh(ssh_port, key, "sudo -n /opt/hems/venv/bin/hems-update status"))
+        assert state["committed"] == "a" and state["trying"] is None, state
 
         # a reboot: everything it made at first boot is kept on the data partition
         ssh(ssh_port, key, "sudo -n systemctl reboot", check=False)  # the connection drops: no status
