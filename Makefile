@@ -77,7 +77,7 @@ image-arm64: $(VENV)/.installed-test
 image-boot-test: $(VENV)/.installed-test image-deps
 	$(BIN)/pytest -q image/tests/test_image_boot.py
 
-# A/B updates of the amd64 image in the emulator: a bundle to slot b and back, a broken one rolled back (~10 min)
+# A/B updates of the amd64 image in the emulator: a bundle to slot b and back, a broken one rolled back (~13 min)
 image-update-test: $(VENV)/.installed-test image-deps
 	HEMS_IMAGE_UPDATE_TEST=1 $(BIN)/pytest -q image/tests/test_image_update.py
 

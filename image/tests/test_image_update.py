@@ -4,7 +4,7 @@ boot, health check, commit), and a bundle whose root cannot boot leaves it on th
 The bundles are served to the gateway over HTTP from this machine's loopback (QEMU's user network shows it to
 the guest as 10.0.2.2), installed with `hems-update install --reboot` over SSH, and each reboot boots again
 as the Pi firmware would (tryboot.txt once after `hems-update reboot`, config.txt otherwise).
-Slow (four emulated boots and two slot writes, ~10 min): `make image-update-test` runs it
+Slow (four emulated boots and two slot writes under emulation, ~13 min): `make image-update-test` runs it
 (HEMS_IMAGE_UPDATE_TEST=1), not `make test`.
 """
 
