@@ -377,7 +377,8 @@ class Runtime:
                 "no owner account yet: open the dashboard's /setup page and enter the setup code %s", code
             )
         app = create_app(self, self.accounts)
-        self.web_runner = aioweb.AppRunner(app, access_log=None)
+        # shutdown waits at most 5 s for open requests: live-stream WebSockets never end by themselves
+        self.web_runner = aioweb.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self.web_runner.setup()
         ssl_context = None
         if cfg.tls_cert:

@@ -61,8 +61,9 @@ async def login(url: str, password: str = OWNER_PASSWORD, username: str = "owner
     import aiohttp
 
     session = aiohttp.ClientSession(
-        cookie_jar=aiohttp.CookieJar(unsafe=True)
-    )  # unsafe: cookies for 127.0.0.1
+        cookie_jar=aiohttp.CookieJar(unsafe=True),  # unsafe: cookies for 127.0.0.1
+        timeout=aiohttp.ClientTimeout(total=60),  # a request that hangs fails in a minute, not aiohttp's five
+    )
     async with session.post(url + "/api/login", json={"username": username, "password": password}) as resp:
         body = await resp.json()
         if resp.status != 200:
