@@ -155,6 +155,18 @@ async def test_homeowner_journey_in_chromium(tmp_path):
             first = float(await summary.get_attribute("data-first-soc"))
             assert lowest >= min(reserve, first) - 0.5 and lowest > lowest_before, (lowest, first, plans)
 
+            # the owner adds an installer on the settings page; a short password is refused with the reason
+            await page.goto(rt.url + "/settings")
+            await page.fill("#new_username", "installer")
+            await page.fill("#new_user_password", "short")
+            await page.click("#user-form button[type=submit]")
+            await expect(page.locator("#user-error")).to_contain_text("at least 10")
+            await page.fill("#new_user_password", "wiring-1234")
+            await page.click("#user-form button[type=submit]")
+            await expect(page.locator("#user-ok")).to_contain_text("installer can now log in")
+            await expect(page.locator("#users tbody tr")).to_have_count(2)
+            assert [u["username"] for u in rt.accounts.users()] == ["installer", "owner"]
+
             # devices and history (the history now has a few simulated hours)
             await page.goto(rt.url + "/devices")
             await expect(page.locator("[data-device]")).to_have_count(6)

@@ -148,3 +148,68 @@
     });
   });
 })();
+
+// Accounts: anyone changes their own password; the owner adds and removes installers.
+(() => {
+  const { api, me, el } = HEMS;
+
+  function say(prefix, r, okText) {
+    const err = document.getElementById(prefix + "-error");
+    const ok = document.getElementById(prefix + "-ok");
+    err.hidden = ok.hidden = true;
+    if (r.ok) { ok.textContent = okText; ok.hidden = false; return true; }
+    const fields = (r.body && r.body.errors) || {};
+    err.textContent = Object.values(fields)[0] || (r.body && r.body.error) || "Not done; try again.";
+    err.hidden = false;
+    return false;
+  }
+
+  async function listUsers(self) {
+    const r = await api("/api/users");
+    if (!r.ok) return;
+    const body = document.querySelector("#users tbody");
+    body.replaceChildren(...r.body.users.map((u) => el("tr", {},
+      el("td", { text: u.username }),
+      el("td", { text: u.role === "owner" ? "Owner" : "Installer" }),
+      el("td", {}, u.username === self ? el("span", { class: "muted", text: "you" }) : el("button", {
+        type: "button", class: "secondary", text: "Remove",
+        onclick: async () => {
+          if (!confirm(`Remove ${u.username}? They can no longer log in.`)) return;
+          const d = await api("/api/users/" + encodeURIComponent(u.username), { method: "DELETE" });
+          if (say("user", d, `${u.username} removed.`)) listUsers(self);
+        },
+      })))));
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    const who = await me();
+    if (!who) return;
+    if (sessionStorage.getItem("hems-password-changed")) {
+      sessionStorage.removeItem("hems-password-changed");
+      say("password", { ok: true }, "Password changed. Other devices logged in as you were logged out.");
+    }
+    document.getElementById("password-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const r = await api("/api/me/password", {
+        method: "POST",
+        body: { current_password: document.getElementById("current_password").value, new_password: document.getElementById("new_password").value },
+      });
+      if (say("password", r, "Password changed.")) {
+        sessionStorage.setItem("hems-password-changed", "1");
+        location.reload(); // the new session comes with a new CSRF token
+      }
+    });
+    if (who.role !== "owner") return;
+    document.getElementById("owner-accounts").hidden = false;
+    await listUsers(who.username);
+    document.getElementById("user-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const username = document.getElementById("new_username").value.trim();
+      const r = await api("/api/users", {
+        method: "POST",
+        body: { username, password: document.getElementById("new_user_password").value, role: "installer" },
+      });
+      if (say("user", r, `${username} can now log in as an installer.`)) { ev.target.reset(); listUsers(who.username); }
+    });
+  });
+})();
