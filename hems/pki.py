@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -77,4 +78,5 @@ def write_pem(path: Path, cert: x509.Certificate, key) -> tuple[str, str]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+    os.chmod(pem, 0o600)  # a private key is its owner's alone
     return str(crt), str(pem)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
-import ipaddress
 import logging
 import os
 import signal
@@ -33,11 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hems import pki
 from hems.clock import Clock, RealClock
 
 from . import identity
@@ -65,61 +60,19 @@ class Pki:
     device_sfdi: int
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject: str, key, issuer: x509.Name, issuer_key, *, ca: bool = False, server: bool = False):
-    now = dt.datetime.now(dt.UTC)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        b = b.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if server:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path: Path, cert, key) -> tuple[str, str]:
-    crt, pem = path.with_suffix(".crt"), path.with_suffix(".key")
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    os.chmod(pem, 0o600)
-    return str(crt), str(pem)
-
-
 def make_pki(directory: str | os.PathLike) -> Pki:
     """A CA, the server's certificate (127.0.0.1, localhost) and one device certificate, EC P-256."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("HEMS 2030.5 test CA", ca_key, _name("HEMS 2030.5 test CA"), ca_key, ca=True)
-    ca_file, _ = _write(d / "ca", ca, ca_key)
-    s_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert, server_key = _write(
-        d / "server", _cert("localhost", s_key, ca.subject, ca_key, server=True), s_key
-    )
-    d_key = ec.generate_private_key(ec.SECP256R1())
-    dev = _cert("hems-gateway", d_key, ca.subject, ca_key)
-    device_cert, device_key = _write(d / "device", dev, d_key)
+    ca_key = pki.new_key()
+    ca = pki.certificate("HEMS 2030.5 test CA", ca_key, ca=True, days=30)
+    ca_file, _ = pki.write_pem(d / "ca", ca, ca_key)
+    s_key = pki.new_key()
+    server = pki.certificate("localhost", s_key, ca.subject, ca_key, server=True, days=30)
+    server_cert, server_key = pki.write_pem(d / "server", server, s_key)
+    d_key = pki.new_key()
+    dev = pki.certificate("hems-gateway", d_key, ca.subject, ca_key, days=30)
+    device_cert, device_key = pki.write_pem(d / "device", dev, d_key)
     return Pki(
         str(d),
         ca_file,
