@@ -23,6 +23,7 @@ from aiohttp import web
 from hems.home import BatteryParams
 from hems.model import Capability, Quantity
 from hems.sim.devices import Battery
+from web import RUNTIME
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +298,6 @@ def range_label(rng: str, first: date, after: date) -> str:
 
 
 def _runtime(request: web.Request):
-    from web.app import RUNTIME
-
     return request.app[RUNTIME]
 
 

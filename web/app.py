@@ -14,11 +14,10 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from web import api, auth, openapi, pages, settings_api
+from web import RUNTIME, api, auth, openapi, pages, settings_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-RUNTIME = web.AppKey("runtime", object)
 
 
 def create_app(runtime, accounts: auth.Accounts) -> web.Application:

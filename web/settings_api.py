@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from hems.settings import SettingsError
+from web import RUNTIME
 from web.auth import ROLES, require_role
 
 
 async def get_settings(request: web.Request) -> web.Response:
     require_role(request, *ROLES)
-    return web.json_response(request.app[_runtime_key(request)].settings_json())
+    return web.json_response(request.app[RUNTIME].settings_json())
 
 
 async def patch_settings(request: web.Request) -> web.Response:
@@ -20,7 +21,7 @@ async def patch_settings(request: web.Request) -> web.Response:
         patch = await request.json()
     except ValueError:
         return web.json_response({"error": "body must be a JSON object of settings"}, status=400)
-    runtime = request.app[_runtime_key(request)]
+    runtime = request.app[RUNTIME]
     try:
         settings = await runtime.update_settings(patch)
     except SettingsError as exc:
@@ -28,12 +29,6 @@ async def patch_settings(request: web.Request) -> web.Response:
     except Exception as exc:  # e.g. the cloud link's new broker settings do not start
         return web.json_response({"error": f"not saved: {exc}"}, status=400)
     return web.json_response(settings)
-
-
-def _runtime_key(request: web.Request):
-    from web.app import RUNTIME
-
-    return RUNTIME
 
 
 def add_routes(app: web.Application) -> None:
