@@ -137,8 +137,9 @@ class Accounts:
             except TypeError:
                 continue  # a session from an older layout: log in again
         self._throttles: dict[str, _Throttle] = {}
-        # one dummy hash so a wrong username costs the same time as a wrong password
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        # a dummy hash so that a wrong username costs the same time as a wrong password (made when first
+        # needed, off the event loop: a hash takes a second on a Pi)
+        self._dummy_hash: str | None = None
 
     # ---- state
     @property
@@ -284,6 +285,8 @@ class Accounts:
         keys = [f"addr:{client}", f"user:{name}"]
         self._throttle_check(keys, now_mono)
         user = self._users.get(name)
+        if user is None and self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_hex(8))
         ok = await self._verify(
             user["hash"] if user else self._dummy_hash, password if isinstance(password, str) else ""
         )

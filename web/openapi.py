@@ -520,7 +520,7 @@ def document() -> dict:
                 {
                     "201": _json_response("Owner created and logged in.", _ref("Me")),
                     "400": _json_response("A field is wrong.", _ref("ValidationError")),
-                    "401": _error("Wrong setup code."),
+                    "403": _json_response("Wrong setup code.", _ref("ValidationError")),
                     "409": _error("Already set up."),
                     "429": _json_response("Locked out after repeated failures.", _ref("LockedOut")),
                 },
