@@ -61,7 +61,9 @@ def main() -> None:
         result = bundle.install_bundle(
             out, disk=disk.path, boot=disk.boot(), trusted=bundle.load_public_keys(pub), booted=None
         )
-        assert slots.select_boot(disk.boot(), tryboot=True) == "b"
+        env = slots.read_boot_env(disk.boot())
+        assert (env.slot, env.try_slot, env.try_left) == ("a", "b", 0)
+        assert slots.next_boot(env) == ("a", False)
         image_mb = args.image_mib * MIB / 1e6
         print(
             json.dumps(

@@ -1,5 +1,6 @@
 """Fixtures: a real GPT gateway disk image (sfdisk, mkfs.vfat, mkfs.ext4 -d, dd), signing keys, bundles,
-and a small real HTTP server standing in for the gateway's /healthz and dashboard."""
+a small real HTTP server standing in for the gateway's /healthz and dashboard, and :func:`loader_boot`,
+the boot loaders' decision (image/boot/'s U-Boot and GRUB scripts) played out on a boot partition."""
 
 from __future__ import annotations
 
@@ -27,10 +28,9 @@ TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
 }
-CONFIG_TXT = (
-    "# HEMS gateway boot config\narm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n"
-    "enable_uart=1\n[pi4]\ndtoverlay=vc4-kms-v3d\n[all]\nos_prefix=slot-a/\n"
-)
+# the Raspberry Pi firmware's config.txt only starts U-Boot now; no update step may touch it
+CONFIG_TXT = "# HEMS gateway: the Pi firmware starts U-Boot\narm_64bit=1\nkernel=u-boot.bin\nenable_uart=1\n"
+CMDLINE = "console=ttyS0,115200 root=PARTLABEL=hems-root-a rootwait ro quiet"
 HEMS_UPDATE = [sys.executable, "-m", "firmware.cli"]
 
 
@@ -43,14 +43,14 @@ def _tool(name: str) -> str:
     return exe
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+def run(cmd: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=120, **kw)
 
 
-def hems_update(*args: str) -> subprocess.CompletedProcess:
+def hems_update(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess (exit codes and messages as a person sees them)."""
-    return run([*HEMS_UPDATE, *map(str, args)], cwd=Path(__file__).resolve().parents[2])
+    return run([*HEMS_UPDATE, *map(str, args)], env=env, cwd=Path(__file__).resolve().parents[2])
 
 
 def sha256_file(path: Path) -> str:
@@ -100,8 +100,65 @@ def make_boot_dir(tmp: Path, version: str) -> Path:
     (d / "initrd.img").write_bytes(b"INITRD " + version.encode() + os.urandom(32 * 1024))
     (d / "bcm2711-rpi-4-b.dtb").write_bytes(b"DTB " + version.encode())
     (d / "overlays" / "vc4-kms-v3d.dtbo").write_bytes(b"OVERLAY " + version.encode())
-    (d / "cmdline.txt").write_text("console=ttyS0,115200 root=PARTLABEL=hems-root-a rootwait ro quiet\n")
+    (d / "cmdline.txt").write_text(CMDLINE + "\n")
     return d
+
+
+@dataclass(frozen=True)
+class LoaderBoot:
+    slot: str
+    trial: bool
+    kernel: bytes
+    cmdline: str
+
+
+def _loader_vars(data: bytes | None) -> dict[str, str]:
+    """What `load_env` / `env import -t` take from a file: name=value lines, '#' lines and NULs skipped."""
+    out: dict[str, str] = {}
+    for line in (data or b"").replace(b"\0", b"\n").decode(errors="replace").splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value
+    return out
+
+
+def loader_boot(boot: slots.BootFiles) -> LoaderBoot:
+    """One run of the boot loader on this boot partition, written from image/boot/'s GRUB and U-Boot scripts
+    (not from firmware.slots, so that the tests can hold slots.next_boot against it).
+
+    The first of hems-boot.env, hems-boot.env.bak whose hems_slot is a or b is used (none: slot a). A trial
+    (hems_try a or b, hems_try_left exactly "1") is spent first: hems_try_left=0 written to the backup, then
+    the primary; then that slot starts with hems.trial=1. A slot without a kernel is skipped for the other one,
+    without the trial. The command line is the slot's boot.env hems_cmdline (or the scripts' default).
+    Both file forms are read, as U-Boot's `env import -t` does (GRUB's load_env also wants the block's
+    signature line, which every copy written for GRUB has).
+    """
+    env: dict[str, str] = {}
+    for name in (slots.BOOT_ENV, slots.BOOT_ENV_BACKUP):
+        env = _loader_vars(boot.read(name))
+        if env.get("hems_slot") in ("a", "b"):
+            break
+    else:
+        env = {"hems_slot": "a"}
+    slot, trial = env["hems_slot"], False
+    if env.get("hems_try") in ("a", "b") and env.get("hems_try_left") == "1":
+        block = slots.format_env(
+            {"hems_slot": env["hems_slot"], "hems_try": env["hems_try"], "hems_try_left": "0"}
+        )
+        boot.write(slots.BOOT_ENV_BACKUP, block)
+        boot.write(slots.BOOT_ENV, block)
+        slot, trial = env["hems_try"], True
+    for candidate in (slot, "b" if slot == "a" else "a"):
+        kernel = boot.read(f"slot-{candidate}/vmlinuz")
+        if kernel is None:
+            trial = False  # the trial slot's kernel did not load: the loader starts the other slot
+            continue
+        cmdline = _loader_vars(boot.read(f"slot-{candidate}/boot.env")).get("hems_cmdline")
+        cmdline = cmdline or f"root=PARTLABEL=hems-root-{candidate} ro rootwait panic=10"
+        if trial:
+            cmdline += " hems.trial=1"
+        return LoaderBoot(candidate, trial, kernel, cmdline)
+    raise AssertionError("neither slot has a kernel: the loader would stop")
 
 
 @dataclass
@@ -154,16 +211,20 @@ def _build_disk(tmp: Path) -> Disk:
         p["name"]: {"offset": p["start"] * sector, "size": p["size"] * sector, "number": int(p["node"][-1])}
         for p in info["partitions"]
     }
-    # boot partition: config.txt, slot-a/ with kernel, initrd, dtb, overlays and cmdline, hems-slots.json
+    # boot partition: the Pi firmware and U-Boot (untouched by updates), slot-a/ with kernel, initrd, dtb,
+    # overlays and cmdline.txt; then `hems-update init` as image/build.sh runs it: hems-slots.json,
+    # hems-boot.env (+ .bak) and slot-a/boot.env
     staging = tmp / "bootfs"
     (staging / "slot-a" / "overlays").mkdir(parents=True)
     (staging / "config.txt").write_text(CONFIG_TXT)
     (staging / "start4.elf").write_bytes(b"PI FIRMWARE")
+    (staging / "u-boot.bin").write_bytes(b"U-BOOT")
     src = make_boot_dir(tmp, "0.1.0")
     for f in src.rglob("*"):
         if f.is_file():
             shutil.copy(f, staging / "slot-a" / f.relative_to(src))
-    slots.write_state(staging, slots.initial_state("0.1.0", "amd64", "a"))
+    r = hems_update("init", "--boot-dir", staging, "--version", "0.1.0", "--arch", "amd64", "--slot", "a")
+    assert r.returncode == 0, r.stderr
     fat = tmp / "boot.vfat"
     proc = run([_tool("mkfs.vfat"), "-n", "HEMS-BOOT", "-C", str(fat), str(BOOT_MIB * 1024)])
     assert proc.returncode == 0, proc.stderr

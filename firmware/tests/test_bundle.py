@@ -276,3 +276,41 @@ def test_cli_keygen_make_verify_inspect(tmp_path, keys):
     assert r.returncode == 3 and "'two' is not a version number" in r.stderr
     r = hems_update("frobnicate")
     assert r.returncode == 2
+
+
+def test_boot_files_of_dir_leaves_out_what_the_gateway_writes_per_slot(tmp_path):
+    boot = tmp_path / "boot"
+    (boot / "broadcom").mkdir(parents=True)
+    (boot / "vmlinuz").write_bytes(b"kernel")
+    (boot / "initrd.img").write_bytes(b"initrd")
+    (boot / "broadcom" / "bcm2711-rpi-4-b.dtb").write_bytes(b"dtb")
+    (boot / "cmdline.txt").write_text("console=ttyS0 root=PARTLABEL=hems-root-a\n")  # per slot: root= differs
+    (boot / "boot.env").write_bytes(b"# GRUB Environment Block\nhems_cmdline=x\n")
+    (boot / "broadcom" / "boot.env").write_bytes(b"nested too")
+    files = bundle.boot_files_of_dir(boot)
+    assert sorted(files) == ["broadcom/bcm2711-rpi-4-b.dtb", "initrd.img", "vmlinuz"]
+    assert files["vmlinuz"] == boot / "vmlinuz"
+
+
+def test_every_command_has_help(capsys):
+    from firmware import cli
+
+    r = hems_update("--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: hems-update") and "Signed A/B updates of the HEMS gateway" in r.stdout
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.startswith("    ") and line.strip()}
+    assert set(cli.COMMANDS) <= listed
+    helps = {}
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as e:
+            cli.main([name, "--help"])
+        assert e.value.code == 0, name
+        helps[name] = capsys.readouterr().out
+        assert helps[name].startswith(f"usage: hems-update {name}"), name
+        for gone in ("tryboot", "os_prefix", "config.txt", "--extract"):
+            assert gone not in helps[name], (name, gone)
+    assert "--trial" in helps["boot-check"]
+    for name in ("reboot", "boot-check", "select-boot", "init"):  # the changed ones, in a real process too
+        r = hems_update(name, "--help")
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: hems-update {name}"), (name, r.stderr)
+        assert "tryboot" not in r.stdout

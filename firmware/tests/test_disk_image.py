@@ -16,7 +16,7 @@ import pytest
 
 from firmware import slots
 
-from .conftest import CONFIG_TXT, Disk, _tool, healthz, hems_update, make_rootfs, run
+from .conftest import CMDLINE, CONFIG_TXT, Disk, _tool, healthz, hems_update, loader_boot, make_rootfs, run
 
 
 def _status(disk: Disk, *extra: str) -> dict:
@@ -48,14 +48,41 @@ def test_gpt_is_read_like_sfdisk_does(disk: Disk):
     assert parts["hems-root-a"].size_bytes == parts["hems-root-b"].size_bytes == 8 << 20
 
 
+def _disk_env(disk: Disk) -> tuple[str, str | None, int]:
+    """The loader's environment read out of the FAT partition with mtools; both copies must be the same block."""
+    primary = disk.boot_file(slots.BOOT_ENV)
+    assert primary is not None and len(primary) == 1024 and primary.startswith(b"# GRUB Environment Block\n")
+    assert disk.boot_file(slots.BOOT_ENV_BACKUP) == primary
+    env = slots.parse_env(primary)
+    return env["hems_slot"], env["hems_try"] or None, int(env["hems_try_left"])
+
+
+def _next_boot_json(slot: str, trial: bool, env_slot: str, try_slot: str | None, left: int) -> dict:
+    env = {"slot": env_slot, "try": try_slot, "try_left": left, "source": slots.BOOT_ENV}
+    return {"slot": slot, "trial": trial, "env": env}
+
+
+def test_the_fixture_disk_is_initialised_like_the_image_build(disk: Disk):
+    assert _disk_env(disk) == ("a", None, 0)
+    assert slots.parse_env(disk.boot_file("slot-a/boot.env")) == {"hems_cmdline": CMDLINE}
+    assert disk.boot_file("slot-a/cmdline.txt") == (CMDLINE + "\n").encode()
+    assert disk.boot_file("config.txt") == CONFIG_TXT.encode()
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.trial, booted.cmdline) == ("a", False, CMDLINE)
+    assert booted.kernel.startswith(b"KERNEL 0.1.0")
+    r = hems_update("select-boot", "--disk", disk.path)
+    assert r.returncode == 0 and json.loads(r.stdout) == _next_boot_json("a", False, "a", None, 0)
+
+
 def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, gateway, tmp_path):
     slot_a = disk.slot_sha("a")
-    config_before = disk.boot_file("config.txt")
+    untouched = {name: disk.boot_file(name) for name in ("config.txt", "start4.elf", "u-boot.bin")}
     # the gateway is up with 5 devices ok before the update: the trial must reach 5 again
     before = gateway([healthz(ok=5)])
     r = _install(disk, bundles["0.2.0"], keys, "--health-url", before.url)
     assert r.returncode == 0, r.stderr
     assert "installed 0.2.0 into slot b (was 0.1.0)" in r.stdout
+    assert "run `hems-update reboot` to try it" in r.stdout
 
     image = bundles["0.2.0.ext4"].read_bytes()
     assert disk.slot_bytes("b", len(image)) == image  # the slot holds exactly the signed image
@@ -64,28 +91,34 @@ def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, ga
     src = bundles["0.2.0.boot"]
     for name in ("vmlinuz", "initrd.img", "bcm2711-rpi-4-b.dtb", "overlays/vc4-kms-v3d.dtbo"):
         assert disk.boot_file(f"slot-b/{name}") == (src / name).read_bytes(), name
-    assert (
-        disk.boot_file("slot-b/cmdline.txt")
-        == b"console=ttyS0,115200 root=PARTLABEL=hems-root-b rootwait ro quiet\n"
-    )
-    assert disk.boot_file("config.txt") == config_before
-    assert disk.boot_file("tryboot.txt").decode() == CONFIG_TXT.replace("slot-a/", "slot-b/")
+    cmdline_b = CMDLINE.replace("hems-root-a", "hems-root-b")
+    assert disk.boot_file("slot-b/cmdline.txt") == (cmdline_b + "\n").encode()
+    assert slots.parse_env(disk.boot_file("slot-b/boot.env")) == {"hems_cmdline": cmdline_b}
+    assert {name: disk.boot_file(name) for name in untouched} == untouched
+    assert _disk_env(disk) == ("a", "b", 0)  # the trial is named, not armed: a reset still boots a
 
     st = _status(disk)
-    assert (st["committed"], st["trying"], st["next_boot"], st["next_tryboot"]) == ("a", "b", "a", "b")
+    assert (st["committed"], st["trying"], st["tryboot_requested"]) == ("a", "b", False)
+    assert st["next_boot"] == _next_boot_json("a", False, "a", "b", 0)
     assert st["slots"]["b"]["status"] == "pending" and st["devices_ok_before"] == 5
+    assert loader_boot(disk.boot()).slot == "a"  # an unplanned reset before `reboot`: nothing changes
+    assert _disk_env(disk) == ("a", "b", 0)
 
-    # trial boot, as the qemu launcher does it: the flag, then the firmware's choice from the disk image
-    boot = disk.boot()
-    boot.write(slots.TRYBOOT_FLAG, b"1\n")  # what `hems-update reboot` leaves on a non-Pi gateway
-    assert slots.take_tryboot_flag(boot) is True and slots.take_tryboot_flag(boot) is False
-    sel = slots.extract_boot_files(disk.path, True, tmp_path / "run")
-    assert sel.slot == "b" and sel.config_file == "tryboot.txt"
-    assert Path(sel.kernel).read_bytes() == (src / "vmlinuz").read_bytes()
-    assert Path(sel.initrd).read_bytes() == (src / "initrd.img").read_bytes()
-    assert sel.cmdline.endswith("root=PARTLABEL=hems-root-b rootwait ro quiet hems.tryboot=1")
+    # `hems-update reboot` arms the trial (then reboots, which a disk image file refuses to do)
+    slots.arm_trial(disk.boot())
+    assert _disk_env(disk) == ("a", "b", 1)
+    assert _status(disk)["next_boot"] == _next_boot_json("b", True, "a", "b", 1)
+    # the trial boot, as the boot loader does it: spend the trial, then start slot b's kernel
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.trial) == ("b", True)
+    assert booted.kernel == (src / "vmlinuz").read_bytes()
+    assert booted.cmdline == cmdline_b + " hems.trial=1"
+    assert _disk_env(disk) == ("a", "b", 0)
+    proc_cmdline = tmp_path / "cmdline"
+    proc_cmdline.write_text(booted.cmdline + "\n")
+    assert slots.booted_slot(proc_cmdline) == "b" and slots.booted_as_trial(proc_cmdline) is True
 
-    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--tryboot")
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--trial")
     assert r.returncode == 0 and "trial boot 1 of slot b" in r.stdout
     # the new gateway starts (503), then is ok but with devices still reconnecting, then all 5 are back
     after = gateway([healthz("starting", ok=0), healthz(ok=3, offline=2), healthz(ok=5)])
@@ -99,10 +132,13 @@ def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, ga
     r = hems_update("commit", "--disk", disk.path, "--booted-slot", "b")
     assert r.returncode == 0 and "committed slot b (version 0.2.0)" in r.stdout
 
-    assert disk.boot_file("config.txt").decode() == CONFIG_TXT.replace("slot-a/", "slot-b/")
-    assert disk.boot_file("tryboot.txt") is None
-    assert slots.select_boot(disk.boot(), tryboot=False) == "b"
-    assert slots.select_boot(disk.boot(), tryboot=True) == "b"
+    assert _disk_env(disk) == ("b", None, 0)
+    assert {name: disk.boot_file(name) for name in untouched} == untouched
+    for _ in range(2):  # every later boot is slot b, not a trial
+        booted = loader_boot(disk.boot())
+        assert (booted.slot, booted.trial, booted.cmdline) == ("b", False, cmdline_b)
+    r = hems_update("select-boot", "--disk", disk.path)
+    assert r.returncode == 0 and json.loads(r.stdout) == _next_boot_json("b", False, "b", None, 0)
     st = _status(disk)
     assert (st["committed"], st["trying"], st["slots"]["b"]["status"]) == ("b", None, "good")
     assert st["last_health"]["ok"] is True and st["attempts"] == 1
@@ -118,7 +154,9 @@ def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, ga
     image3 = bundles["0.3.0.ext4"].read_bytes()
     assert disk.slot_bytes("a", len(image3)) == image3
     assert disk.slot_bytes("b", len(image)) == image
-    assert slots.select_boot(disk.boot(), tryboot=True) == "a"
+    assert _disk_env(disk) == ("b", "a", 0)
+    assert slots.parse_env(disk.boot_file("slot-a/boot.env")) == {"hems_cmdline": CMDLINE}
+    assert disk.boot_file("slot-a/vmlinuz") == (bundles["0.3.0.boot"] / "vmlinuz").read_bytes()
 
 
 def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, keys, gateway):
@@ -126,8 +164,10 @@ def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, key
     config_before = disk.boot_file("config.txt")
     r = _install(disk, bundles["0.2.0"], keys)
     assert r.returncode == 0, r.stderr
-    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--tryboot")
-    assert r.returncode == 0
+    slots.arm_trial(disk.boot())
+    assert loader_boot(disk.boot()).slot == "b"
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--trial")
+    assert r.returncode == 0 and "trial boot 1 of slot b" in r.stdout
     broken = gateway([healthz("starting", ok=0)], dashboard_ok=False)  # the new version never gets up
     r = hems_update(
         "health-check", "--disk", disk.path, "--booted-slot", "b", "--url", broken.url, "--service", "",
@@ -141,12 +181,13 @@ def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, key
     assert "rolled back slot b: health check failed: healthz: HTTP 503" in r.stdout
 
     assert disk.boot_file("config.txt") == config_before  # config.txt untouched
-    assert disk.boot_file("tryboot.txt") is None
-    assert slots.select_boot(disk.boot(), tryboot=False) == "a"
-    assert slots.select_boot(disk.boot(), tryboot=True) == "a"
+    assert _disk_env(disk) == ("a", None, 0)
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.trial) == ("a", False)
     assert disk.slot_sha("a") == slot_a
     st = _status(disk)
     assert (st["committed"], st["trying"], st["slots"]["b"]["status"]) == ("a", None, "bad")
+    assert st["next_boot"] == _next_boot_json("a", False, "a", None, 0)
     assert st["last"]["event"] == "rolled-back" and st["last"]["version"] == "0.2.0"
     assert "dashboard: HTTP 500" in st["last"]["reason"]
     # back on slot a the boot-check has nothing to do, and the same update can be tried again later
@@ -154,18 +195,84 @@ def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, key
     assert r.returncode == 0 and "no update pending" in r.stdout
     r = _install(disk, bundles["0.2.0"], keys)
     assert r.returncode == 0, r.stderr
+    assert _disk_env(disk) == ("a", "b", 0)
 
 
 def test_a_new_slot_that_never_boots_falls_back(disk: Disk, bundles, keys):
     assert _install(disk, bundles["0.2.0"], keys).returncode == 0
-    disk.boot().write(slots.TRYBOOT_FLAG, b"1\n")
-    slots.request_tryboot(disk.boot())  # what `hems-update reboot` records before rebooting
-    # the trial kernel panics; the flag is gone, so the firmware reads config.txt: slot a
-    assert slots.select_boot(disk.boot(), tryboot=False) == "a"
+    slots.arm_trial(disk.boot())  # what `hems-update reboot` records before rebooting
+    assert _status(disk)["tryboot_requested"] is True
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.trial) == ("b", True)
+    # the trial kernel panics before boot-check runs; the board resets and the loader starts slot a
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.trial) == ("a", False)
     r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "a")
-    assert r.returncode == 0 and "rolled back: slot b did not boot" in r.stdout
+    assert r.returncode == 0
+    assert "rolled back: slot b did not boot (the boot loader fell back to slot a)" in r.stdout
     st = _status(disk)
     assert st["trying"] is None and st["slots"]["b"]["status"] == "bad"
+    assert _disk_env(disk) == ("a", None, 0)
+
+
+def test_a_lost_or_torn_env_on_the_fat_partition(disk: Disk, bundles, keys):
+    assert _install(disk, bundles["0.2.0"], keys).returncode == 0
+    boot = disk.boot()
+    slots.arm_trial(boot)
+    armed = disk.boot_file(slots.BOOT_ENV)
+    # a power cut tore the primary copy inside its header: the loader and hems-update both take the backup
+    boot.write(slots.BOOT_ENV, armed[:20])
+    st = _status(disk)
+    assert st["next_boot"]["env"]["source"] == slots.BOOT_ENV_BACKUP
+    assert (st["next_boot"]["slot"], st["next_boot"]["trial"]) == ("b", True)
+    # both copies gone: the loader starts slot a, status says so, boot-check writes the env again
+    boot.delete(slots.BOOT_ENV)
+    boot.delete(slots.BOOT_ENV_BACKUP)
+    assert disk.boot_file(slots.BOOT_ENV) is None and disk.boot_file(slots.BOOT_ENV_BACKUP) is None
+    st = _status(disk)
+    assert st["next_boot"] == {"slot": "a", "trial": False, "env": None}
+    assert f"{slots.BOOT_ENV} is missing or damaged: the boot loader falls back to slot a" in st["warnings"]
+    r = hems_update("select-boot", "--disk", disk.path)
+    assert json.loads(r.stdout) == {"slot": "a", "trial": False, "env": None}
+    assert loader_boot(boot).slot == "a"
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "a")
+    assert r.returncode == 0, r.stderr
+    # the state says hems-update reboot armed a trial that the lost env never started: slot b failed
+    assert "rolled back: slot b did not boot" in r.stdout
+    assert _disk_env(disk) == ("a", None, 0)
+    assert _status(disk)["slots"]["b"]["status"] == "bad"
+
+
+def test_replacing_a_pending_update_and_an_optional_initrd(disk: Disk, bundles, keys, tmp_path):
+    from firmware import bundle
+
+    assert _install(disk, bundles["0.2.0"], keys).returncode == 0
+    assert disk.boot_file("slot-b/initrd.img") is not None
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"KERNEL ONLY 0.3.0")
+    path = tmp_path / "kernel-only.hemsu"
+    bundle.make_bundle(
+        path, key=bundle.load_private_key(keys.key), rootfs=make_rootfs(tmp_path, "0.3.0", 4), version="0.3.0",
+        arch="amd64", boot_files={"vmlinuz": kernel}, cmdline="console=ttyS0 root=/dev/sda2 panic=10",
+    )  # fmt: skip
+    r = _install(disk, path, keys)
+    assert r.returncode == 0, r.stderr
+    assert "replacing the pending, untried update to slot b" in r.stderr
+    assert disk.boot_file("slot-b/vmlinuz") == b"KERNEL ONLY 0.3.0"
+    for gone in ("initrd.img", "bcm2711-rpi-4-b.dtb", "overlays/vc4-kms-v3d.dtbo"):
+        assert disk.boot_file(f"slot-b/{gone}") is None, gone  # nothing of the replaced update is left
+    want = "console=ttyS0 root=PARTLABEL=hems-root-b panic=10"
+    assert slots.parse_env(disk.boot_file("slot-b/boot.env")) == {"hems_cmdline": want}
+    assert _disk_env(disk) == ("a", "b", 0)
+    st = _status(disk)
+    assert (st["trying"], st["slots"]["b"]["version"], st["slots"]["b"]["status"]) == (
+        "b",
+        "0.3.0",
+        "pending",
+    )
+    slots.arm_trial(disk.boot())
+    booted = loader_boot(disk.boot())
+    assert (booted.slot, booted.kernel, booted.cmdline) == ("b", b"KERNEL ONLY 0.3.0", want + " hems.trial=1")
 
 
 def _truncated(src: Path, tmp: Path) -> Path:
@@ -258,6 +365,8 @@ def test_cli_errors_name_the_problem(disk: Disk, bundles, keys, tmp_path):
     assert r.returncode == 0 and "nothing to roll back" in r.stdout
     r = hems_update("reboot", "--disk", disk.path)
     assert r.returncode == 1 and "not a disk image file" in r.stderr
+    r = hems_update("boot-check", "--disk", disk.path, "--tryboot")  # the Pi tryboot option is gone
+    assert r.returncode == 2 and "unrecognized arguments: --tryboot" in r.stderr
     r = hems_update("health-check", "--disk", disk.path, "--booted-slot", "a")
     assert r.returncode == 0 and "not a trial" in r.stdout
     r = hems_update("install", bundles["0.2.0"], "--disk", tmp_path / "nope.img", "--pubkey", keys.pub)
@@ -271,8 +380,10 @@ def test_cli_errors_name_the_problem(disk: Disk, bundles, keys, tmp_path):
     assert r.returncode == 1 and "can only be committed from a boot of slot b" in r.stderr
     r = _install(disk, bundles["0.3.0"], keys, "--booted-slot", "b")
     assert r.returncode == 1 and "this boot is the trial of slot b" in r.stderr
-    r = hems_update("select-boot", "--disk", disk.path, "--tryboot")
-    assert json.loads(r.stdout)["slot"] == "b"
+    r = hems_update("select-boot", "--disk", disk.path)
+    assert json.loads(r.stdout) == _next_boot_json("a", False, "a", "b", 0)
+    r = hems_update("reboot", "--disk", disk.path)  # refused before anything is armed
+    assert r.returncode == 1 and _disk_env(disk) == ("a", "b", 0)
 
 
 def test_boot_files_that_do_not_fit_are_refused_before_writing(disk: Disk, keys, tmp_path):
@@ -292,11 +403,14 @@ def test_boot_files_that_do_not_fit_are_refused_before_writing(disk: Disk, keys,
         r"the boot partition has (\d+) bytes for slot-b/ but the bundle's boot files need (\d+)", r.stderr
     )
     assert m, r.stderr
-    assert int(m.group(1)) < 16 << 20 < 20 << 20 < int(m.group(2)) < (20 << 20) + 200  # 2 files + cmdline.txt
+    # two 10 MiB files, the slot's command line, and the two copies of the loader's 1024-byte environment
+    cmdline = slots.cmdline_for_slot(CMDLINE, "b")
+    assert int(m.group(2)) == 2 * (10 << 20) + len(cmdline) + 2 * 1024
+    assert int(m.group(1)) < 16 << 20
     assert disk.sha() == before
 
 
-def test_a_bundle_without_the_kernel_config_txt_boots_is_refused(disk: Disk, keys, tmp_path):
+def test_a_bundle_without_the_kernel_the_loader_starts_is_refused(disk: Disk, keys, tmp_path):
     from firmware import bundle
 
     initrd = tmp_path / "initrd.img"
@@ -309,7 +423,7 @@ def test_a_bundle_without_the_kernel_config_txt_boots_is_refused(disk: Disk, key
     before = disk.sha()
     r = _install(disk, path, keys)
     assert r.returncode == 3
-    assert "the bundle has no vmlinuz, the kernel config.txt boots; slot b could not boot" in r.stderr
+    assert "the bundle has no vmlinuz, the kernel the boot loader starts; slot b could not boot" in r.stderr
     assert disk.sha() == before
 
 

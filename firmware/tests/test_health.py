@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware import health
+from firmware import health, slots
 from hems import pki
 
-from .conftest import Disk, healthz, hems_update
+from .conftest import Disk, healthz, hems_update, loader_boot
 
 
 def test_waits_through_start_up_until_devices_are_back(gateway):
@@ -123,13 +123,18 @@ def test_trial_against_the_real_gateway_commits_and_a_dead_one_fails(disk: Disk,
     assert r.returncode == 0, r.stderr
     before = json.loads(hems_update("status", "--disk", disk.path).stdout)["devices_ok_before"]
     assert before >= 1
-    assert hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b").returncode == 0
+    slots.arm_trial(disk.boot())  # `hems-update reboot`, then the boot loader starts slot b once
+    assert loader_boot(disk.boot()).slot == "b"
+    r = hems_update("boot-check", "--disk", disk.path, "--booted-slot", "b", "--trial")
+    assert r.returncode == 0 and "trial boot 1 of slot b" in r.stdout
     r = hems_update(
         "health-check", "--disk", disk.path, "--booted-slot", "b", "--url", url, "--service", "", "--timeout", "90",
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{before} needed" in r.stdout and "dashboard: HTTP 200 text/html" in r.stdout
     assert hems_update("commit", "--disk", disk.path, "--booted-slot", "b").returncode == 0
+    env = slots.read_boot_env(disk.boot())
+    assert (env.slot, env.try_slot, env.try_left) == ("b", None, 0)
 
     proc.terminate()
     proc.wait(timeout=20)
