@@ -212,7 +212,7 @@ def boot_files_of_dir(boot_dir: str | Path) -> dict[str, Path]:
     return {
         p.relative_to(base).as_posix(): p
         for p in sorted(base.rglob("*"))
-        if p.is_file() and p.name != "cmdline.txt"
+        if p.is_file() and p.name not in ("cmdline.txt", slots.SLOT_ENV)
     }
 
 
@@ -620,21 +620,15 @@ def install_bundle(
                 "format", f"the bundle has no cmdline and slot-{committed}/cmdline.txt is missing"
             )
         cmdline = current_cmdline.decode()
-    cmdline = slots.cmdline_for_slot(cmdline, target) + "\n"
-    config = boot.read(slots.CONFIG_TXT)
-    if config is None:
-        raise SlotError(f"the boot partition {boot.label} has no config.txt")
-    wanted = slots.parse_config_txt(config.decode("utf-8", errors="replace"), tryboot=True)
+    cmdline = slots.cmdline_for_slot(cmdline, target)
     have_paths = {p["path"] for p in bundle.boot_payloads}
-    for what, default in (("kernel", "kernel8.img"), ("initramfs", None)):
-        name = wanted.get(what, default)
-        if name and name not in have_paths:
-            raise BundleError(
-                "format",
-                f"the bundle has no {name}, the {what} config.txt boots; slot {target} could not boot: rebuild the "
-                "bundle with the slot's boot files (--boot-dir)",
-            )
-    need = sum(p["size_bytes"] for p in bundle.boot_payloads) + len(cmdline)
+    if slots.SLOT_KERNEL not in have_paths:
+        raise BundleError(
+            "format",
+            f"the bundle has no {slots.SLOT_KERNEL}, the kernel the boot loader starts; slot {target} could not "
+            "boot: rebuild the bundle with the slot's boot files (--boot-dir)",
+        )
+    need = sum(p["size_bytes"] for p in bundle.boot_payloads) + len(cmdline) + 2 * slots.ENV_BLOCK_BYTES
     have = boot.free_bytes() + boot.tree_bytes(f"slot-{target}")
     if need > have:
         raise SlotError(
@@ -644,10 +638,11 @@ def install_bundle(
     # From here on the inactive slot changes: first make sure nothing can boot it half-written.
     if state.get("trying"):
         log(f"replacing the pending, untried update to slot {state['trying']}")
-    boot.delete(slots.TRYBOOT_TXT)
-    boot.delete(slots.TRYBOOT_FLAG)
+    env = slots.read_boot_env(boot)
+    if env is None or env.try_slot is not None:
+        slots.write_boot_env(boot, env.slot if env else committed)
     state["trying"] = None
-    state["tryboot_requested"] = False
+    state["trial_requested"] = False
     state["slots"][target] = {"version": m["version"], "status": "writing", "started": slots.now_iso()}
     slots.write_state(boot, state)
 
@@ -681,7 +676,7 @@ def install_bundle(
             if bundle.extract_payload(p["name"], local) != p["sha256"]:
                 raise BundleError("hash", f"{bundle.path}: payload {p['name']} changed while installing")
             boot.put(f"slot-{target}/{p['path']}", local)
-        boot.write(f"slot-{target}/cmdline.txt", cmdline.encode())
+        slots.write_slot_cmdline(boot, target, cmdline)
     for p in bundle.boot_payloads:
         data = boot.read(f"slot-{target}/{p['path']}")
         if data is None or hashlib.sha256(data).hexdigest() != p["sha256"]:
@@ -691,13 +686,13 @@ def install_bundle(
             )
 
     state = slots.stage_pending(boot, target, m["version"], bundle.sha256 or "", devices_ok_before)
-    chosen = slots.boot_selection(boot, tryboot=True)
-    if chosen.slot != target:  # never leave a switch that points anywhere else
-        slots.rollback(boot, f"tryboot.txt selects slot {chosen.slot}, not {target}")
+    env = slots.read_boot_env(boot)
+    if env is None or env.try_slot != target:  # never leave a trial that points anywhere else
+        slots.rollback(boot, f"{slots.BOOT_ENV} does not name slot {target} for its trial")
         raise SlotError(
-            f"after the install tryboot.txt selects slot {chosen.slot}, not {target}; rolled back"
+            f"after the install {slots.BOOT_ENV} does not name slot {target} for a trial; rolled back"
         )
-    log(f"slot {target} holds {m['version']}; tryboot.txt selects it for the next trial boot")
+    log(f"slot {target} holds {m['version']}; the boot loader tries it on the next `hems-update reboot`")
     return {
         "slot": target,
         "version": m["version"],

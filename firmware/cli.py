@@ -97,16 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--reboot", action="store_true", help="reboot into the new slot (trial boot) when done")
     inst.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    rb = sub.add_parser(
-        "reboot", help="reboot into the pending slot once (Pi tryboot; emulator: tryboot.flag)"
-    )
+    rb = sub.add_parser("reboot", help="reboot into the pending slot once (a trial boot)")
     _where(rb)
 
     bc = sub.add_parser(
         "boot-check", help="at boot: count a trial boot, or record that the new slot failed to boot"
     )
     _where(bc)
-    bc.add_argument("--tryboot", action="store_true", default=None, help="treat this boot as a trial boot")
+    bc.add_argument("--trial", action="store_true", default=None, help="treat this boot as a trial boot")
     bc.add_argument(
         "--reboot", action="store_true", help="reboot when it rolled back the slot this system runs"
     )
@@ -132,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     _where(cm)
     cm.add_argument("--if-trying", action="store_true", help="exit 0 quietly when this boot is not a trial")
 
-    ro = sub.add_parser("rollback", help="abandon the trial slot: config.txt stays, tryboot.txt goes")
+    ro = sub.add_parser("rollback", help="abandon the trial slot: the committed slot keeps booting")
     _where(ro)
     ro.add_argument("--reason", help="why (default: the last health check's failures)")
     ro.add_argument(
@@ -143,14 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="print the slot state as JSON")
     _where(st)
 
-    sb = sub.add_parser("select-boot", help="what the firmware boots from this boot partition (JSON)")
+    sb = sub.add_parser("select-boot", help="what the boot loader boots next from this boot partition (JSON)")
     _where(sb)
-    sb.add_argument("--tryboot", action="store_true", help="with the one-shot tryboot flag set")
-    sb.add_argument(
-        "--extract", metavar="DIR", help="copy the kernel and initrd out (for qemu -kernel/-initrd)"
-    )
 
-    ini = sub.add_parser("init", help="write the initial hems-slots.json (image build)")
+    ini = sub.add_parser(
+        "init", help="write the initial hems-slots.json, hems-boot.env and the slot's boot.env (image build)"
+    )
     _where(ini)
     ini.add_argument("--version", required=True)
     ini.add_argument("--arch", required=True, choices=bundlemod.ARCHES)
@@ -251,27 +247,15 @@ def cmd_verify(args) -> int:
 
 
 def _reboot_trial(boot: slots.BootFiles) -> int:
-    slots.request_tryboot(boot)
-    if slots.is_raspberry_pi():
-        # the flag through the firmware mailbox where the kernel offers /dev/vcio; the reboot argument as
-        # well, which the Raspberry Pi kernel turns into the same flag (a mainline kernel ignores it)
-        if not slots.set_pi_tryboot_flag():
-            _err(
-                "warning: no /dev/vcio: only the reboot argument '0 tryboot' asks for the trial boot, and only "
-                "the Raspberry Pi kernel honours it; with a mainline kernel the gateway comes back on the old "
-                "slot and the update is recorded as not booted"
-            )
-        cmd = ["systemctl", "reboot", "0 tryboot"]
-    else:
-        boot.write(slots.TRYBOOT_FLAG, b"1\n")  # the emulator launcher takes it (slots.take_tryboot_flag)
-        cmd = ["systemctl", "reboot"]
-    print(f"rebooting for a trial boot: {' '.join(cmd)}", flush=True)
+    state = slots.arm_trial(boot)
+    cmd = ["systemctl", "reboot"]
+    print(f"rebooting for a trial boot of slot {state['trying']}: {' '.join(cmd)}", flush=True)
     return subprocess.run(cmd, check=False).returncode
 
 
 def _refuse_reboot_on_image(args) -> None:
     if _is_image_file(getattr(args, "disk", None)):
-        raise SlotError("--reboot is for a running gateway, not a disk image file")
+        raise SlotError("rebooting is for a running gateway, not a disk image file")
 
 
 def cmd_install(args) -> int:
@@ -321,9 +305,12 @@ def cmd_reboot(args) -> int:
 
 
 def cmd_boot_check(args) -> int:
-    tryboot = args.tryboot if args.tryboot is not None else slots.booted_with_tryboot()
+    if args.trial is not None:
+        trial = args.trial
+    else:  # a disk image file has no kernel command line of its own
+        trial = False if _is_image_file(getattr(args, "disk", None)) else slots.booted_as_trial()
     booted = _booted(args)
-    what, state = slots.boot_check(_boot(args), booted, tryboot)
+    what, state = slots.boot_check(_boot(args), booted, trial)
     print(f"boot-check: {what}")
     if args.reboot and booted is not None and state.get("trying") is None and booted != state["committed"]:
         _refuse_reboot_on_image(args)
@@ -400,36 +387,42 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def _next_boot(boot: slots.BootFiles) -> dict:
+    env = slots.read_boot_env(boot)
+    slot, trial = slots.next_boot(env)
+    return {"slot": slot, "trial": trial, "env": env.to_json() if env else None}
+
+
 def cmd_status(args) -> int:
     boot = _boot(args)
     state = slots.read_state(boot)
     state["booted"] = _booted(args)
     state["boot_partition"] = boot.label
-    for key, tryboot in (("next_boot", False), ("next_tryboot", True)):
-        try:
-            state[key] = slots.select_boot(boot, tryboot=tryboot)
-        except SlotError as exc:
-            state[key] = None
-            state.setdefault("warnings", []).append(str(exc))
+    state["next_boot"] = _next_boot(boot)
+    if state["next_boot"]["env"] is None:
+        state.setdefault("warnings", []).append(
+            f"{slots.BOOT_ENV} is missing or damaged: the boot loader falls back to slot a"
+        )
     _print_json(state)
     return 0
 
 
 def cmd_select_boot(args) -> int:
-    if args.extract:
-        if not _is_image_file(args.disk):
-            raise SlotError("--extract needs --disk IMAGE_FILE")
-        sel = slots.extract_boot_files(args.disk, args.tryboot, args.extract)
-    else:
-        sel = slots.boot_selection(_boot(args), args.tryboot)
-    _print_json(sel.to_json())
+    _print_json(_next_boot(_boot(args)))
     return 0
 
 
 def cmd_init(args) -> int:
     boot = _boot(args)
     slots.write_state(boot, slots.initial_state(args.version, args.arch, args.slot))
-    print(f"{slots.STATE_FILE} on {boot.label}: slot {args.slot} committed with {args.version} ({args.arch})")
+    slots.write_boot_env(boot, args.slot)
+    cmdline = boot.read(f"slot-{args.slot}/cmdline.txt")
+    if cmdline is not None:
+        slots.write_slot_cmdline(boot, args.slot, cmdline.decode())
+    print(
+        f"{slots.STATE_FILE} and {slots.BOOT_ENV} on {boot.label}: slot {args.slot} committed with "
+        f"{args.version} ({args.arch})"
+    )
     return 0
 
 

@@ -9,34 +9,23 @@ Disk layout (GPT, partitions found by PARTLABEL)::
 
 Boot partition files this module reads and writes::
 
-    config.txt        the committed slot: ``os_prefix=slot-a/`` (plus ``kernel=vmlinuz``,
-                      ``initramfs initrd.img followkernel`` and whatever else the image puts there)
-    tryboot.txt       only while an update is pending: config.txt with ``os_prefix=slot-b/``
-    slot-a/, slot-b/  each slot's ``vmlinuz``, ``initrd.img``, ``cmdline.txt`` (``root=PARTLABEL=hems-root-a ...``)
-                      and on arm64 the Pi's dtbs and ``overlays/``
+    hems-boot.env     the boot loader's environment: committed slot, trial slot, trial boots left (see
+    hems-boot.env.bak   "the boot loader's environment" below); the loaders write it too
+    slot-a/, slot-b/  each slot's ``vmlinuz``, ``initrd.img``, ``boot.env`` (``hems_cmdline``, what the loaders
+                      pass the kernel: ``root=PARTLABEL=hems-root-a ...``) and ``cmdline.txt`` (the same line,
+                      for people); on arm64 the kernel's device trees in ``broadcom/``
     hems-slots.json   committed slot, trying slot, versions, attempts, last result (see :func:`initial_state`)
-    tryboot.flag      amd64 emulator only: stands in for the Pi's one-shot tryboot flag (see below)
 
-What the Raspberry Pi firmware does, and :func:`select_boot` does the same in Python: when the one-shot
-tryboot flag is set (``reboot "0 tryboot"``) and ``tryboot.txt`` exists it reads ``tryboot.txt``, else
-``config.txt``; it prepends ``os_prefix`` to the kernel, initramfs and cmdline.txt names, and ignores a prefix
-whose kernel is missing. A boot that fails never reaches the health check, the flag is gone after one boot,
-so the next boot reads config.txt again: the old slot.
+The boot loaders are real: GRUB (amd64, UEFI) and U-Boot started by the Raspberry Pi firmware (arm64), each
+running its script from image/boot/; :func:`next_boot` states their decision in Python. A trial boot of a new
+slot is one boot: the loader spends the trial before it starts the new kernel, so any failure (panic, hang
+ended by the watchdog, power cut, failed health check) comes back to the committed slot.
 
-The amd64 emulator equivalent: there is no Pi firmware, so ``hems-update reboot`` on a non-Pi machine writes
-``tryboot.flag`` on the boot partition and reboots normally; the qemu launcher calls
-:func:`take_tryboot_flag` (reads and removes it: one-shot), then :func:`extract_boot_files` (disk image file)
-or :func:`boot_selection` (directory) and boots with ``-kernel/-initrd/-append`` from the result. It appends
-``hems.tryboot=1`` to a tryboot's command line, the way the Pi firmware sets
-``/proc/device-tree/chosen/bootloader/tryboot``, so the booted system knows it is a trial boot.
+Public API (used by hems-update, the image build and its qemu boot tests)::
 
-Public API (used by the image build and its qemu boot test)::
-
-    select_boot(boot, tryboot) -> "a" | "b"
-    boot_selection(boot, tryboot) -> BootSelection(slot, config_file, prefix, kernel, initrd, cmdline_file, cmdline)
-    extract_boot_files(disk_image, tryboot, out_dir) -> BootSelection  (kernel/initrd copied out as files)
-    take_tryboot_flag(boot) -> bool
-    initial_state(version, arch, slot="a") -> dict;  write_state(boot, state)
+    read_boot_env(boot) -> BootEnv | None;  write_boot_env(boot, slot, try_slot, try_left);  next_boot(env)
+    initial_state(version, arch, slot="a") -> dict;  write_state(boot, state);  read_state(boot)
+    stage_pending / arm_trial / commit / rollback / boot_check (each leaves a consistent boot partition)
     read_gpt(disk) -> {partlabel: Partition};  open_disk_boot(disk_image) -> ImageBoot
 
 ``boot`` is a directory (str/Path, e.g. the mounted /boot/firmware or a staging dir) or a :class:`BootFiles`
@@ -65,16 +54,19 @@ from typing import Any, BinaryIO, Protocol
 SLOTS = ("a", "b")
 PARTLABEL_BOOT = "hems-boot"
 PARTLABEL_DATA = "hems-data"
-CONFIG_TXT = "config.txt"
-TRYBOOT_TXT = "tryboot.txt"
 STATE_FILE = "hems-slots.json"
-TRYBOOT_FLAG = "tryboot.flag"
+BOOT_ENV = "hems-boot.env"
+BOOT_ENV_BACKUP = "hems-boot.env.bak"
+SLOT_ENV = "boot.env"
+SLOT_KERNEL = "vmlinuz"
+SLOT_INITRD = "initrd.img"
+GRUBENV_SIGNATURE = b"# GRUB Environment Block\n"
+ENV_BLOCK_BYTES = 1024
 DEFAULT_BOOT_DIR = "/boot/firmware"
 STATE_FORMAT = 1
 HISTORY_LEN = 20
-# The Pi firmware's own chosen/bootloader property, set to 1 on a tryboot (read by boot-check).
-PI_TRYBOOT_PROPERTY = "/proc/device-tree/chosen/bootloader/tryboot"
-EMULATOR_TRYBOOT_ARG = "hems.tryboot=1"
+# what the boot loaders add to a trial boot's kernel command line (image/boot/)
+TRIAL_ARG = "hems.trial=1"
 
 
 class SlotError(Exception):
@@ -478,183 +470,132 @@ def hash_slot(disk: str | Path, part: Partition, size_bytes: int) -> str:
     return h.hexdigest()
 
 
-# -- config.txt (what the Pi firmware reads) --------------------------------------------------------------
+# -- the boot loader's environment (hems-boot.env) ---------------------------------------------------------
+#
+# Both boot loaders (image/boot/: U-Boot's script on the Pi, GRUB on amd64) read three variables from
+# hems-boot.env on the boot partition, falling back to hems-boot.env.bak when it is unreadable:
+#
+#   hems_slot       the committed slot, booted normally
+#   hems_try        the slot to try, or empty
+#   hems_try_left   trial boots left: when hems_try is set and this is 1, the loader writes 0 back to both
+#                   files *before* it starts the trial slot's kernel, then boots it with hems.trial=1 on the
+#                   command line. Any later boot (the trial slot crashed, hung until the watchdog or a power
+#                   cut, or its health check failed) boots hems_slot again: one try.
+#
+# A slot whose kernel does not load is skipped in the same boot (the other slot is started).
+# The file is a GRUB environment block (1024 bytes, '#'-padded): GRUB's load_env/save_env need that form;
+# U-Boot's `env import -t` skips the '#' lines and its `env export -t` writes plain "name=value" lines,
+# which read_boot_env accepts too.
 
 
-def parse_config_txt(
-    text: str, tryboot: bool = False, filters: frozenset[str] = frozenset()
-) -> dict[str, str]:
-    """The boot settings of a config.txt: os_prefix, kernel, initramfs, cmdline (last one wins, as on the Pi).
+def parse_env(data: bytes) -> dict[str, str]:
+    """name=value lines of a GRUB environment block or of U-Boot's `env export -t` ('#' lines and NULs skipped).
 
-    Conditional sections: ``[all]`` resets, ``[none]`` skips, ``[tryboot]`` passes on a tryboot; any other
-    filter (``[pi4]``, ``[cm4]`` ...) passes only when named in ``filters``. Filters of one section header
-    line apply until the next ``[all]``.
-    """
-    settings: dict[str, str] = {}
-    conditions: dict[str, bool] = {}
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+    GRUB escapes a backslash or newline in a value with a backslash: "\\x" reads as "x"."""
+    out: dict[str, str] = {}
+    text = data.replace(b"\0", b"\n").decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip("\r")
+        i += 1
+        if not line or line.startswith("#") or "=" not in line:
             continue
-        if line.startswith("[") and line.endswith("]"):
-            name = line[1:-1].strip().lower()
-            if name == "all":
-                conditions = {}
-            elif name == "none":
-                conditions["none"] = False
-            elif name == "tryboot":
-                conditions["tryboot"] = tryboot
+        name, raw = line.split("=", 1)
+        while raw.endswith("\\") and (len(raw) - len(raw.rstrip("\\"))) % 2 == 1 and i < len(lines):
+            raw = raw + "\n" + lines[i]  # an escaped newline continues the value
+            i += 1
+        value, escaped = [], False
+        for ch in raw:
+            if escaped:
+                value.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             else:
-                # model-type filters replace each other; others stack
-                kind = "model" if re.fullmatch(r"(pi|cm)\w*|board-type=.*", name) else name
-                conditions[kind] = name in filters
-            continue
-        if not all(conditions.values()):
-            continue
-        if line.startswith("initramfs ") or line.startswith("initramfs\t"):
-            settings["initramfs"] = line.split()[1]
-            continue
-        if "=" in line:
-            key, value = (s.strip() for s in line.split("=", 1))
-            if key in ("os_prefix", "kernel", "cmdline", "arm_64bit", "auto_initramfs"):
-                settings[key] = value
-    return settings
+                value.append(ch)
+        out[name.strip()] = "".join(value)
+    return out
 
 
-def set_os_prefix(text: str, slot: str) -> str:
-    """config.txt text with every os_prefix line pointing at the slot (added under [all] when absent)."""
-    check_slot(slot)
-    lines = text.splitlines()
-    found = False
-    for i, raw in enumerate(lines):
-        if re.match(r"\s*os_prefix\s*=", raw):
-            lines[i] = f"os_prefix=slot-{slot}/"
-            found = True
-    if not found:
-        lines = [*lines, "[all]", f"os_prefix=slot-{slot}/"]
-    return "\n".join(lines) + "\n"
-
-
-def slot_of_prefix(prefix: str) -> str | None:
-    m = re.fullmatch(r"slot-([ab])/", prefix or "")
-    return m.group(1) if m else None
+def format_env(values: dict[str, str]) -> bytes:
+    """A GRUB environment block: signature, name=value lines, padded with '#' to 1024 bytes."""
+    body = bytearray(GRUBENV_SIGNATURE)
+    for name, value in values.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SlotError(f"invalid boot environment variable name {name!r}")
+        value = str(value)
+        if "\n" in value or "\0" in value:
+            raise SlotError(f"boot environment variable {name} holds a newline or NUL")
+        value = value.replace("\\", "\\\\")  # GRUB's escape for a backslash
+        body += f"{name}={value}\n".encode()
+    if len(body) > ENV_BLOCK_BYTES:
+        raise SlotError(
+            f"the boot environment is {len(body)} bytes, more than a {ENV_BLOCK_BYTES}-byte block"
+        )
+    return bytes(body) + b"#" * (ENV_BLOCK_BYTES - len(body))
 
 
 @dataclass(frozen=True, slots=True)
-class BootSelection:
-    """What the firmware would load: paths relative to the boot partition (or local files after extraction)."""
-
-    slot: str
-    config_file: str  # "config.txt" or "tryboot.txt"
-    prefix: str
-    kernel: str
-    initrd: str | None
-    cmdline_file: str
-    cmdline: str
+class BootEnv:
+    slot: str  # committed
+    try_slot: str | None
+    try_left: int
+    source: str  # which file it came from ("hems-boot.env", "hems-boot.env.bak", or "" when made up)
 
     def to_json(self) -> dict:
-        return {
-            "slot": self.slot,
-            "config_file": self.config_file,
-            "prefix": self.prefix,
-            "kernel": self.kernel,
-            "initrd": self.initrd,
-            "cmdline_file": self.cmdline_file,
-            "cmdline": self.cmdline,
-        }
+        return {"slot": self.slot, "try": self.try_slot, "try_left": self.try_left, "source": self.source}
 
 
-def boot_selection(
-    boot: str | Path | BootFiles, tryboot: bool, filters: frozenset[str] = frozenset()
-) -> BootSelection:
-    """Exactly what the Pi firmware picks (see the module doc); raises SlotError when that boot would fail."""
+def read_boot_env(boot: str | Path | BootFiles) -> BootEnv | None:
+    """What the boot loader will read; None when neither copy is there or usable."""
     b = open_boot(boot)
-    config_file = CONFIG_TXT
-    text = None
-    if tryboot:
-        text = b.read(TRYBOOT_TXT)
-        if text is not None:
-            config_file = TRYBOOT_TXT
-    if text is None:
-        text = b.read(CONFIG_TXT)
-    if text is None:
-        raise SlotError(f"the boot partition {b.label} has no config.txt: nothing would boot")
-    s = parse_config_txt(text.decode("utf-8", errors="replace"), tryboot=tryboot, filters=filters)
-    kernel = s.get("kernel") or ("kernel8.img" if s.get("arm_64bit") == "1" else "kernel7l.img")
-    prefix = s.get("os_prefix", "")
-    if prefix and not b.exists(prefix + kernel):
-        prefix = ""  # the firmware ignores a prefix whose kernel is missing
-    slot = slot_of_prefix(prefix)
-    if slot is None:
-        raise SlotError(
-            f"{config_file} on {b.label} selects no slot: os_prefix={s.get('os_prefix', '')!r} and "
-            f"{s.get('os_prefix', '')}{kernel} {'is missing' if s.get('os_prefix') else 'is not slot-a/ or slot-b/'}"
-        )
-    cmdline_file = prefix + s.get("cmdline", "cmdline.txt")
-    cmdline_raw = b.read(cmdline_file)
-    if cmdline_raw is None:
-        raise SlotError(f"{cmdline_file} is missing on {b.label}")
-    initrd = prefix + s["initramfs"] if s.get("initramfs") else None
-    if initrd is not None and not b.exists(initrd):
-        raise SlotError(f"{initrd} (the initramfs of {config_file}) is missing on {b.label}")
-    return BootSelection(
-        slot=slot,
-        config_file=config_file,
-        prefix=prefix,
-        kernel=prefix + kernel,
-        initrd=initrd,
-        cmdline_file=cmdline_file,
-        cmdline=" ".join(cmdline_raw.decode("utf-8", errors="replace").split()),
-    )
+    for name in (BOOT_ENV, BOOT_ENV_BACKUP):
+        raw = b.read(name)
+        if raw is None:
+            continue
+        env = parse_env(raw)
+        slot = env.get("hems_slot")
+        if slot not in SLOTS:
+            continue  # damaged: the loader takes the other copy too
+        try_slot = env.get("hems_try") or None
+        if try_slot not in (None, *SLOTS):
+            try_slot = None
+        # the loaders compare the text with "1": anything else is no trial
+        left = 1 if env.get("hems_try_left") == "1" else 0
+        return BootEnv(slot, try_slot, left, name)
+    return None
 
 
-def select_boot(boot: str | Path | BootFiles, tryboot: bool) -> str:
-    """The slot ("a"/"b") the Pi firmware boots from these boot partition files with the tryboot flag set or not."""
-    return boot_selection(boot, tryboot).slot
-
-
-def take_tryboot_flag(boot: str | Path | BootFiles) -> bool:
-    """Emulator launchers: True once after ``hems-update reboot`` asked for a trial boot (the flag is removed)."""
+def write_boot_env(
+    boot: str | Path | BootFiles, slot: str, try_slot: str | None = None, try_left: int = 0
+) -> None:
+    """Both copies; the backup first, so that a cut during either write leaves one consistent copy."""
+    check_slot(slot)
+    if try_slot is not None:
+        check_slot(try_slot)
+    block = format_env({"hems_slot": slot, "hems_try": try_slot or "", "hems_try_left": str(int(try_left))})
     b = open_boot(boot)
-    if b.exists(TRYBOOT_FLAG):
-        b.delete(TRYBOOT_FLAG)
-        return True
-    return False
+    b.write(BOOT_ENV_BACKUP, block)
+    b.write(BOOT_ENV, block)
 
 
-def extract_boot_files(
-    disk_image: str | Path, tryboot: bool, out_dir: str | Path, filters: frozenset[str] = frozenset()
-) -> BootSelection:
-    """For qemu ``-kernel/-initrd/-append``: the selection with kernel and initrd copied to out_dir as local files.
+def next_boot(env: BootEnv | None) -> tuple[str, bool]:
+    """(slot, trial) the boot loader picks on its next run: the same decision as image/boot/'s scripts."""
+    if env is None:
+        return "a", False  # both copies lost: the loaders default to slot a
+    if env.try_slot is not None and env.try_left == 1:
+        return env.try_slot, True
+    return env.slot, False
 
-    The returned cmdline carries ``hems.tryboot=1`` on a tryboot (see the module doc).
-    """
-    boot = open_disk_boot(disk_image)
-    sel = boot_selection(boot, tryboot, filters)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    kernel = out / "vmlinuz"
-    data = boot.read(sel.kernel)
-    if data is None:
-        raise SlotError(f"{sel.kernel} vanished from {boot.label}")
-    kernel.write_bytes(data)
-    initrd = None
-    if sel.initrd:
-        initrd = out / "initrd.img"
-        data = boot.read(sel.initrd)
-        if data is None:
-            raise SlotError(f"{sel.initrd} vanished from {boot.label}")
-        initrd.write_bytes(data)
-    cmdline = sel.cmdline + (" " + EMULATOR_TRYBOOT_ARG if tryboot and sel.config_file == TRYBOOT_TXT else "")
-    return BootSelection(
-        sel.slot,
-        sel.config_file,
-        sel.prefix,
-        str(kernel),
-        str(initrd) if initrd else None,
-        sel.cmdline_file,
-        cmdline,
-    )
+
+def write_slot_cmdline(boot: str | Path | BootFiles, slot: str, cmdline: str) -> str:
+    """slot-X/cmdline.txt (for people) and slot-X/boot.env (hems_cmdline, what the loaders read), root= set."""
+    b = open_boot(boot)
+    line = cmdline_for_slot(cmdline, slot)
+    b.write(f"slot-{slot}/{SLOT_ENV}", format_env({"hems_cmdline": line}))
+    b.write(f"slot-{slot}/cmdline.txt", (line + "\n").encode())
+    return line
 
 
 def cmdline_for_slot(cmdline: str, slot: str) -> str:
@@ -685,66 +626,10 @@ def booted_slot(cmdline_path: str | Path = "/proc/cmdline") -> str | None:
     return m.group(1) if m else None
 
 
-def booted_with_tryboot(
-    cmdline_path: str | Path = "/proc/cmdline", property_path: str | Path = PI_TRYBOOT_PROPERTY
-) -> bool:
-    """True when this boot was a trial boot (Pi firmware property, or the emulator's command-line flag)."""
-    with contextlib.suppress(OSError):
-        raw = Path(property_path).read_bytes()
-        if len(raw) >= 4 and int.from_bytes(raw[:4], "big") == 1:
-            return True
-    with contextlib.suppress(OSError):
-        return EMULATOR_TRYBOOT_ARG in Path(cmdline_path).read_text().split()
-    return False
-
-
-# The firmware's one-shot tryboot flag through its mailbox (what `vcmailbox 0x00038064 4 0 1` does). Needed
-# because only the Raspberry Pi kernel turns `reboot "0 tryboot"` into this call; a mainline kernel (Debian's
-# linux-image-arm64) ignores the word, so the flag is set here where /dev/vcio exists.
-VCIO = "/dev/vcio"
-MBOX_SET_REBOOT_FLAGS = 0x00038064
-MBOX_GET_REBOOT_FLAGS = 0x00030064
-MBOX_OK = 0x80000000
-
-
-def mbox_buffer(tag: int, value: int) -> list[int]:
-    """A one-tag firmware property message: size, request, tag, value size, request code, value, end tag."""
-    return [7 * 4, 0, tag, 4, 0, value, 0]
-
-
-def _mbox_ioctl_number() -> int:
-    # _IOWR(100, 0, char *): the vcio driver's IOCTL_MBOX_PROPERTY; the size field is a pointer's
-    return (3 << 30) | (struct.calcsize("P") << 16) | (100 << 8) | 0
-
-
-def firmware_mailbox(tag: int, value: int, device: str = VCIO) -> int:
-    import array
-    import fcntl
-
-    buf = array.array("I", mbox_buffer(tag, value))
-    fd = os.open(device, os.O_RDWR)
+def booted_as_trial(cmdline_path: str | Path = "/proc/cmdline") -> bool:
+    """True when the boot loader started this system as the trial of a new slot (hems.trial=1)."""
     try:
-        fcntl.ioctl(fd, _mbox_ioctl_number(), buf, True)
-    finally:
-        os.close(fd)
-    if buf[1] != MBOX_OK:
-        raise SlotError(f"the Raspberry Pi firmware refused mailbox tag {tag:#x} (answer {buf[1]:#x})")
-    return buf[5]
-
-
-def set_pi_tryboot_flag() -> bool:
-    """Set the one-shot tryboot flag through /dev/vcio; False when this kernel has no /dev/vcio."""
-    if not Path(VCIO).exists():
-        return False
-    firmware_mailbox(MBOX_SET_REBOOT_FLAGS, 1)
-    if not firmware_mailbox(MBOX_GET_REBOOT_FLAGS, 0) & 1:
-        raise SlotError("the Raspberry Pi firmware did not keep the tryboot flag")
-    return True
-
-
-def is_raspberry_pi(model_path: str | Path = "/proc/device-tree/model") -> bool:
-    try:
-        return b"Raspberry Pi" in Path(model_path).read_bytes()
+        return TRIAL_ARG in Path(cmdline_path).read_text().split()
     except OSError:
         return False
 
@@ -762,7 +647,7 @@ def initial_state(version: str, arch: str, slot: str = "a") -> dict:
         "trying": None,
         "attempts": 0,
         "max_attempts": 1,
-        "tryboot_requested": False,
+        "trial_requested": False,
         "slots": {
             slot: {"version": version, "status": "good", "installed": now_iso()},
             other_slot(slot): {"version": None, "status": "empty"},
@@ -773,19 +658,15 @@ def initial_state(version: str, arch: str, slot: str = "a") -> dict:
 
 
 def read_state(boot: str | Path | BootFiles) -> dict:
-    """hems-slots.json, made consistent with config.txt (what the firmware really boots wins)."""
+    """hems-slots.json, made consistent with hems-boot.env (what the boot loader really boots wins)."""
     b = open_boot(boot)
     raw = b.read(STATE_FILE)
-    config = b.read(CONFIG_TXT)
-    config_slot = None
-    if config is not None:
-        config_slot = slot_of_prefix(
-            parse_config_txt(config.decode("utf-8", errors="replace")).get("os_prefix", "")
-        )
+    env = read_boot_env(b)
+    env_slot = env.slot if env else None
     state: dict
     if raw is None:
-        # an image built without hems-slots.json: config.txt's slot is committed, versions unknown
-        state = initial_state("", "", config_slot or "a")
+        # an image built without hems-slots.json: the loader's slot is committed, versions unknown
+        state = initial_state("", "", env_slot or "a")
         state["arch"] = None
         state["slots"][state["committed"]]["version"] = None
     else:
@@ -797,15 +678,15 @@ def read_state(boot: str | Path | BootFiles) -> dict:
             ) from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise SlotError(f"{STATE_FILE} on {b.label} has an unknown format (want format {STATE_FORMAT})")
-    if config_slot and config_slot == state.get("trying"):
-        # a commit was cut short after config.txt was rewritten: config.txt is what boots, so finish it
-        state = commit_state(state, config_slot)
-        state.setdefault("warnings", []).append(f"finished an interrupted commit of slot {config_slot}")
-    elif config_slot and config_slot != state.get("committed"):
+    if env_slot and env_slot == state.get("trying"):
+        # a commit was cut short after the loader's env was rewritten: that is what boots, so finish it
+        state = commit_state(state, env_slot)
+        state.setdefault("warnings", []).append(f"finished an interrupted commit of slot {env_slot}")
+    elif env_slot and env_slot != state.get("committed"):
         state.setdefault("warnings", []).append(
-            f"{STATE_FILE} said slot {state.get('committed')} is committed but config.txt boots slot {config_slot}"
+            f"{STATE_FILE} said slot {state.get('committed')} is committed but {BOOT_ENV} boots slot {env_slot}"
         )
-        state["committed"] = config_slot
+        state["committed"] = env_slot
     for s in SLOTS:
         state.setdefault("slots", {}).setdefault(s, {"version": None, "status": "empty"})
     return state
@@ -834,7 +715,7 @@ def begin_state(
     state["trying"] = slot
     state["devices_ok_before"] = devices_ok_before
     state["attempts"] = 0
-    state["tryboot_requested"] = False
+    state["trial_requested"] = False
     state["slots"][slot] = {
         "version": version,
         "status": "pending",
@@ -849,7 +730,7 @@ def commit_state(state: dict, slot: str) -> dict:
     state = json.loads(json.dumps(state))
     state["committed"] = slot
     state["trying"] = None
-    state["tryboot_requested"] = False
+    state["trial_requested"] = False
     state["slots"][slot]["status"] = "good"
     state["slots"][slot]["committed"] = now_iso()
     _record(state, "committed", slot)
@@ -860,7 +741,7 @@ def rollback_state(state: dict, reason: str) -> dict:
     state = json.loads(json.dumps(state))
     slot = state["trying"]
     state["trying"] = None
-    state["tryboot_requested"] = False
+    state["trial_requested"] = False
     state["slots"][slot]["status"] = "bad"
     _record(state, "rolled-back", slot, reason)
     return state
@@ -869,22 +750,29 @@ def rollback_state(state: dict, reason: str) -> dict:
 # -- operations on a boot partition (used by hems-update; each leaves a consistent partition) ----------------
 
 
+def _env_or_state(b: BootFiles, state: dict) -> BootEnv:
+    env = read_boot_env(b)
+    if env is None:
+        # both copies gone (the loaders then boot slot a): put back what the state file says
+        write_boot_env(b, state["committed"])
+        env = BootEnv(state["committed"], None, 0, "")
+    return env
+
+
 def stage_pending(
     boot: BootFiles, slot: str, version: str, bundle_sha256: str, devices_ok_before: int | None = None
 ) -> dict:
-    """Last step of an install: hems-slots.json says slot is being tried, then tryboot.txt (the switch) appears."""
+    """Last step of an install: hems-slots.json says slot is being tried, then the loader's env names it (not armed)."""
     state = read_state(boot)
-    config = boot.read(CONFIG_TXT)
-    if config is None:
-        raise SlotError(f"the boot partition {boot.label} has no config.txt")
+    env = _env_or_state(boot, state)
     state = begin_state(state, slot, version, bundle_sha256, devices_ok_before)
     write_state(boot, state)
-    boot.write(TRYBOOT_TXT, set_os_prefix(config.decode(), slot).encode())
+    write_boot_env(boot, env.slot, slot, 0)
     return state
 
 
 def commit(boot: str | Path | BootFiles, booted: str | None) -> dict:
-    """Make the trial slot the committed one: config.txt points at it, tryboot.txt goes. Only from that slot."""
+    """Make the trial slot the committed one: the loader's env boots it from now on. Only from that slot."""
     b = open_boot(boot)
     state = read_state(b)
     slot = state.get("trying")
@@ -895,42 +783,39 @@ def commit(boot: str | Path | BootFiles, booted: str | None) -> dict:
             f"the update in slot {slot} can only be committed from a boot of slot {slot} "
             f"(this system booted {'slot ' + booted if booted else 'an unknown slot'}); reboot into it first"
         )
-    config = b.read(CONFIG_TXT)
-    if config is None:
-        raise SlotError(f"the boot partition {b.label} has no config.txt")
-    b.write(CONFIG_TXT, set_os_prefix(config.decode(), slot).encode())
+    write_boot_env(b, slot)
     state = commit_state(state, slot)
     write_state(b, state)
-    b.delete(TRYBOOT_TXT)
-    b.delete(TRYBOOT_FLAG)
     return state
 
 
 def rollback(boot: str | Path | BootFiles, reason: str) -> dict:
-    """Give up the trial slot: config.txt untouched, tryboot.txt removed, the failure and reason recorded."""
+    """Give up the trial slot: the loader's env keeps the committed slot and forgets the trial; reason recorded."""
     b = open_boot(boot)
     state = read_state(b)
     if state.get("trying") is None:
         raise SlotError("no update is being tried: nothing to roll back")
-    b.delete(TRYBOOT_TXT)
-    b.delete(TRYBOOT_FLAG)
+    write_boot_env(b, state["committed"])
     state = rollback_state(state, reason)
     write_state(b, state)
     return state
 
 
-def request_tryboot(boot: str | Path | BootFiles) -> dict:
-    """Note that a trial reboot is on its way (boot-check then knows a boot of the old slot means it failed)."""
+def arm_trial(boot: str | Path | BootFiles) -> dict:
+    """Before `hems-update reboot`: the next boot (one only) starts the pending slot."""
     b = open_boot(boot)
     state = read_state(b)
-    if state.get("trying") is None or not b.exists(TRYBOOT_TXT):
+    slot = state.get("trying")
+    env = read_boot_env(b)
+    if slot is None or env is None or env.try_slot != slot:
         raise SlotError("no update is pending: install a bundle first")
-    state["tryboot_requested"] = True
+    write_boot_env(b, env.slot, slot, 1)
+    state["trial_requested"] = True
     write_state(b, state)
     return state
 
 
-def boot_check(boot: str | Path | BootFiles, booted: str | None, tryboot: bool) -> tuple[str, dict]:
+def boot_check(boot: str | Path | BootFiles, booted: str | None, trial: bool) -> tuple[str, dict]:
     """Run once per boot, early. Returns (what happened, state).
 
     - booted the trial slot: count the attempt; past max_attempts roll back (a boot loop must end).
@@ -940,16 +825,23 @@ def boot_check(boot: str | Path | BootFiles, booted: str | None, tryboot: bool) 
     """
     b = open_boot(boot)
     state = read_state(b)
+    env = read_boot_env(b)
     slot = state.get("trying")
+    if env is None:
+        write_boot_env(b, state["committed"], slot, 0)
+        env = read_boot_env(b)
+        state.setdefault("warnings", []).append(f"{BOOT_ENV} was lost; written again from {STATE_FILE}")
     if slot is None:
-        if b.exists(TRYBOOT_TXT):
-            b.delete(TRYBOOT_TXT)  # stale switch without a pending update: never boot an unknown slot
-            return "removed a stale tryboot.txt", state
+        if env.try_slot is not None:
+            write_boot_env(b, env.slot)  # a stale trial without a pending update: never boot an unknown slot
+            return f"removed a stale trial of slot {env.try_slot} from {BOOT_ENV}", state
         return "no update pending", state
-    if booted != slot and not b.exists(TRYBOOT_TXT):
-        # a rollback cut short after tryboot.txt went, or the switch was removed by hand: nothing can boot it
-        state = rollback(b, f"tryboot.txt for slot {slot} is gone; the update can no longer be tried")
-        return "rolled back: tryboot.txt is gone", state
+    if booted != slot and env.try_slot != slot:
+        # a rollback cut short after the env was rewritten, or the trial removed by hand: nothing can boot it
+        state = rollback(
+            b, f"{BOOT_ENV} no longer names slot {slot} for a trial; the update can no longer be tried"
+        )
+        return "rolled back: the trial is gone from the boot environment", state
     if booted == slot:
         state["attempts"] = int(state.get("attempts", 0)) + 1
         state["slots"][slot]["status"] = "trying"
@@ -961,17 +853,14 @@ def boot_check(boot: str | Path | BootFiles, booted: str | None, tryboot: bool) 
             return "rolled back: too many attempts", state
         return f"trial boot {state['attempts']} of slot {slot}", state
     if booted == state.get("committed") and (
-        state.get("tryboot_requested") or state.get("attempts", 0) > 0 or tryboot
+        state.get("trial_requested") or state.get("attempts", 0) > 0 or trial
     ):
         if state.get("attempts", 0) > 0:
             reason = (
                 f"slot {slot} started but restarted before its health check passed; back on slot {booted}"
             )
         else:
-            reason = (
-                f"slot {slot} did not boot (the firmware fell back to slot {booted}; on a Pi this also happens "
-                "when the kernel could not set the tryboot flag)"
-            )
+            reason = f"slot {slot} did not boot (the boot loader fell back to slot {booted})"
         state = rollback(b, reason)
         return "rolled back: " + reason, state
     return f"update to slot {slot} pending (not tried yet)", state

@@ -98,7 +98,7 @@ def test_update_commits_after_a_healthy_trial_boot(disk: Disk, bundles, keys, ga
     assert _disk_env(disk) == ("a", "b", 0)  # the trial is named, not armed: a reset still boots a
 
     st = _status(disk)
-    assert (st["committed"], st["trying"], st["tryboot_requested"]) == ("a", "b", False)
+    assert (st["committed"], st["trying"], st["trial_requested"]) == ("a", "b", False)
     assert st["next_boot"] == _next_boot_json("a", False, "a", "b", 0)
     assert st["slots"]["b"]["status"] == "pending" and st["devices_ok_before"] == 5
     assert loader_boot(disk.boot()).slot == "a"  # an unplanned reset before `reboot`: nothing changes
@@ -201,7 +201,7 @@ def test_failed_health_check_rolls_back_to_the_old_slot(disk: Disk, bundles, key
 def test_a_new_slot_that_never_boots_falls_back(disk: Disk, bundles, keys):
     assert _install(disk, bundles["0.2.0"], keys).returncode == 0
     slots.arm_trial(disk.boot())  # what `hems-update reboot` records before rebooting
-    assert _status(disk)["tryboot_requested"] is True
+    assert _status(disk)["trial_requested"] is True
     booted = loader_boot(disk.boot())
     assert (booted.slot, booted.trial) == ("b", True)
     # the trial kernel panics before boot-check runs; the board resets and the loader starts slot a
