@@ -6,10 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # chromium (+ chromium-driver) for the dashboard's browser tests (Playwright drives /usr/bin/chromium)
 SYSTEM_PACKAGES := mosquitto dosfstools mtools fdisk e2fsprogs chromium chromium-driver
-# the gateway image (image/): its build and the emulator boot test that `make test` runs
-IMAGE_PACKAGES := mmdebstrap qemu-system-x86 qemu-utils dosfstools mtools e2fsprogs fdisk openssh-client
+# the gateway image (image/): its build and the emulator boot test that `make test` runs; the boot loaders'
+# own tests run real U-Boot (QEMU's arm64 virt board) and real GRUB under UEFI firmware (OVMF)
+IMAGE_PACKAGES := mmdebstrap qemu-system-x86 qemu-utils dosfstools mtools e2fsprogs fdisk openssh-client \
+	ovmf grub-efi-amd64-bin u-boot-tools u-boot-qemu qemu-system-arm
 # arm64 (Raspberry Pi) image: built under qemu-user emulation, booted on QEMU's virt board
-IMAGE_ARM64_PACKAGES := qemu-system-arm qemu-user-static binfmt-support arch-test
+IMAGE_ARM64_PACKAGES := qemu-user-static binfmt-support arch-test
 SYSTEM_PACKAGES += $(IMAGE_PACKAGES)
 ARCH ?= amd64
 APT_GET := $(shell command -v apt-get 2>/dev/null)

@@ -189,6 +189,8 @@ mkfs.ext4 -q -F -L hems-root -m 0 -d "$rootfs" "$slot_img" "${SLOT_MIB}M"
 stage_done
 
 # --- 4. boot partition ---------------------------------------------------------------------------------------
+# The boot loader picks the slot (image/boot/, firmware/slots.py): GRUB as a UEFI binary on amd64; on the Pi
+# the firmware starts U-Boot, which runs boot.scr. Each slot keeps its kernel files in slot-X/.
 stage "boot partition"
 boot="$work/boot"
 mkdir -p "$boot/slot-a"
@@ -198,40 +200,44 @@ cp "$kernel" "$boot/slot-a/vmlinuz"
 cp "$rootfs/boot/initrd.img-$kversion" "$boot/slot-a/initrd.img"
 common_args="root=PARTLABEL=hems-root-a ro rootwait fsck.repair=yes panic=10"
 if [ "$ARCH" = arm64 ]; then
-    # the Pi's boot firmware at the top; the kernel's device trees beside each slot's kernel (os_prefix)
+    # the Pi's boot firmware, U-Boot and its script at the top; the kernel's device trees at the top too (the
+    # firmware hands one to U-Boot) and in each slot (U-Boot passes the slot's own to its kernel)
     cp -r "$rootfs"/usr/lib/raspi-firmware/* "$boot/"
-    cp "$rootfs/usr/lib/linux-image-$kversion"/broadcom/bcm*rpi*.dtb "$boot/slot-a/"
-    echo "console=tty0 console=ttyS1,115200 $common_args net.ifnames=0 cma=64M" >"$boot/slot-a/cmdline.txt"
+    cp "$rootfs/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$boot/u-boot.bin"
+    "$PY" "$here/bootloader.py" uboot "$boot" >/dev/null
+    mkdir -p "$boot/slot-a/broadcom"
+    cp "$rootfs/usr/lib/linux-image-$kversion"/broadcom/bcm*rpi*.dtb "$boot/slot-a/broadcom/"
+    cp "$rootfs/usr/lib/linux-image-$kversion"/broadcom/bcm*rpi*.dtb "$boot/"
+    # no console=: the kernel takes the serial console from the device tree (ttyS1 on the Pi, ttyAMA0 on QEMU)
+    echo "$common_args net.ifnames=0 cma=64M" >"$boot/slot-a/cmdline.txt"
     cat >"$boot/config.txt" <<'EOF'
-# HEMS gateway boot configuration (Raspberry Pi 3, 4, Zero 2 W).
-# os_prefix selects the committed root slot; a pending update boots its slot once through tryboot.txt.
+# HEMS gateway boot configuration (Raspberry Pi 3, 4, Zero 2 W): the firmware starts U-Boot, whose boot.scr
+# picks the A/B root slot from hems-boot.env. Do not point kernel= anywhere else: that would bypass the slots.
 arm_64bit=1
 enable_uart=1
 upstream_kernel=1
-kernel=vmlinuz
-initramfs initrd.img followkernel
-os_prefix=slot-a/
+kernel=u-boot.bin
 EOF
 else
+    "$PY" "$here/bootloader.py" grub "$boot" --root "$rootfs" >/dev/null
     echo "console=tty0 console=ttyS0,115200 $common_args" >"$boot/slot-a/cmdline.txt"
-    cat >"$boot/config.txt" <<'EOF'
-# HEMS gateway boot configuration, read as the Raspberry Pi firmware reads it (the emulator's launcher and
-# virtual machines boot the selected slot's kernel directly). os_prefix selects the committed root slot.
-kernel=vmlinuz
-initramfs initrd.img followkernel
-os_prefix=slot-a/
-EOF
 fi
 # what an update bundle carries as the slot's boot files
+(cd "$project" && "$PY" -m firmware.cli init --boot-dir "$boot" --version "$version" --arch "$ARCH" --slot a)
 rm -rf "$OUT/$name.slot-boot"
 cp -r "$boot/slot-a" "$OUT/$name.slot-boot"
-(cd "$project" && "$PY" -m firmware.cli init --boot-dir "$boot" --version "$version" --arch "$ARCH" --slot a)
 cat >"$boot/README.txt" <<EOF
 HEMS gateway $version ($ARCH)
 
 To enable SSH, put your public key(s) in a file named ssh-authorized-keys on this partition and boot the
 gateway: it installs them for the user 'installer' (sudo, no password login) and starts SSH. Without the file
-SSH stays off. The dashboard is at https://hems.local:$WEB_PORT/ (or the gateway's address, port $WEB_PORT).
+SSH stays off.
+
+Wi-Fi (a Raspberry Pi Zero 2 W has no Ethernet): put a file named wifi.txt here with three lines,
+    country=DE
+    ssid=Your network's name
+    psk=Your network's password
+and boot the gateway: it takes the settings and removes the file (the console says so, or what is wrong). The dashboard is at https://hems.local:$WEB_PORT/ (or the gateway's address, port $WEB_PORT).
 EOF
 boot_img="$work/boot.vfat"
 mkfs.vfat -F 32 -n HEMS-BOOT -C "$boot_img" $((BOOT_MIB * 1024)) >/dev/null
@@ -255,7 +261,7 @@ sfdisk -q "$disk" <<EOF
 label: gpt
 unit: sectors
 first-lba: 2048
-start=1MiB, size=${BOOT_MIB}MiB, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name=hems-boot
+start=1MiB, size=${BOOT_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=hems-boot
 size=${SLOT_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=hems-root-a
 size=${SLOT_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=hems-root-b
 size=${DATA_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=hems-data
@@ -265,7 +271,9 @@ for part in "$boot_img:$BOOT_MIB" "$slot_img:$SLOT_MIB" "$slot_b_img:$SLOT_MIB" 
     dd if="${part%:*}" of="$disk" bs=1M seek="$offset" conv=notrunc,sparse status=none
     offset=$((offset + ${part##*:}))
 done
-"$PY" "$here/hybrid_mbr.py" "$disk"
+if [ "$ARCH" = arm64 ]; then
+    "$PY" "$here/hybrid_mbr.py" "$disk" # the Pi 3 and Zero 2 W boot ROMs read only MBR partitions
+fi
 stage_done
 
 total_s=$(($(date +%s) - t_start))

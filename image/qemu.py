@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Boot a gateway disk image in QEMU (software emulation), the way the gateway's boot firmware would.
+"""Boot a gateway disk image in QEMU (software emulation) through its own boot loader.
 
-The kernel, initrd and command line come from the image's boot partition, chosen as the Pi firmware chooses
-them (config.txt's os_prefix, or tryboot.txt on a trial boot of an update: firmware.slots), and QEMU boots
-them with -kernel/-initrd/-append. The image itself is never written: the gateway gets a sparse copy.
+amd64: UEFI firmware (OVMF) starts GRUB from the boot partition; arm64: U-Boot (u-boot-qemu's qemu_arm64 build,
+the same U-Boot version the Pi image carries) runs the image's boot.scr. Either picks the A/B slot from
+hems-boot.env (image/boot/, firmware/slots.py). The image itself is never written: the gateway gets a sparse copy.
 
     python3 image/qemu.py var/image/hems-0.1.0-amd64.img [--port 8443] [--ssh-port 2222] [--ssh-key KEY.pub]
 
@@ -21,26 +21,66 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-if str(PROJECT) not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(PROJECT))
+HERE = Path(__file__).resolve().parent
+for _path in (HERE.parent, HERE):  # run as a script from a checkout: the project and image/
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from firmware import slots  # noqa: E402  (the A/B boot selection the Pi firmware makes)
+import bootloader  # noqa: E402
+
+from firmware import slots  # noqa: E402
 
 
 class BootError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class LoaderChoice:
+    """What the boot loader said it starts (its "hems-boot: starting slot ..." console line)."""
+
+    slot: str
+    trial: bool
+    env: str
+    cmdline: str
+
+
+LOADER_LINE = re.compile(r"hems-boot: starting slot ([ab]) \(trial ([01]), env /?([^)]*)\)")
+LOADER_ARG = re.compile(r"hems-boot: arg (\S+)")
+
+
+def parse_loader_choice(console: str, complete: bool = False) -> LoaderChoice | None:
+    """The first "starting slot" line of a boot and the command line printed after it, one argument a line.
+
+    With ``complete``, None until a line other than an argument follows (the loader may still be printing)."""
+    m = LOADER_LINE.search(console)
+    if m is None:
+        return None
+    args = []
+    ended = False
+    for line in console[m.end() :].splitlines()[1:]:
+        if not line.strip():
+            continue  # "\r\n" line ends (GRUB starts its lines with "\r")
+        a = LOADER_ARG.search(line)
+        if a is None:
+            ended = True
+            break
+        args.append(a.group(1))
+    if complete and not ended:
+        return None
+    return LoaderChoice(m.group(1), m.group(2) == "1", m.group(3), " ".join(args))
+
+
 class Emulator:
     """A gateway in QEMU: its own sparse copy of the disk image (larger than the image, so that first boot has
     room to grow the data partition), booted as often as asked, serial console captured to a file.
 
-    ``boot()`` picks the kernel as the Pi firmware would from the copy's boot partition: the one-shot tryboot
-    flag that ``hems-update reboot`` leaves is taken (and cleared) here, as the firmware clears it. QEMU runs
-    with -no-reboot, so a reboot of the gateway ends the run and the next ``boot()`` is the next boot."""
+    Each ``boot()`` runs the board's firmware and the image's boot loader, which picks the slot itself;
+    ``loader_choice()`` reads its decision from the console. QEMU runs with -no-reboot, so a reboot of the
+    gateway ends the run and the next ``boot()`` is the next boot."""
 
     def __init__(
         self,
@@ -59,10 +99,10 @@ class Emulator:
         self.extra_disk_bytes = extra_disk_bytes
         self.memory_mib = memory_mib
         self.disk = self.workdir / "disk.img"
+        self.efi_vars = self.workdir / "efi-vars.fd"
         self.proc: subprocess.Popen | None = None
         self.boots = 0
         self.console_path = self.workdir / "console-0.log"
-        self.selection: slots.BootSelection | None = None
         self.started_monotonic = 0.0
 
     def prepare(self) -> None:
@@ -74,42 +114,34 @@ class Emulator:
         with open(self.disk, "r+b") as f:
             f.truncate(self.image.stat().st_size + self.extra_disk_bytes)
 
-    def command(self, tryboot: bool) -> list[str]:
-        sel = slots.extract_boot_files(self.disk, tryboot, self.workdir / f"boot-{self.boots}")
-        self.selection = sel
-        fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in self.forwards.items())
-        cmdline = sel.cmdline
-        if self.arch == "amd64":
-            qemu = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max"]
-        else:
-            # the Pi's serial console does not exist on QEMU's virt board: its serial port is ttyAMA0
-            qemu = ["qemu-system-aarch64", "-machine", "virt", "-cpu", "max"]
-            cmdline = re.sub(r"console=ttyS\d+(,\S*)?", "", cmdline).strip() + " console=ttyAMA0"
-        return [
-            *qemu,
-            *("-accel", "tcg", "-smp", "2", "-m", str(self.memory_mib)),
-            *("-display", "none", "-monitor", "none", "-serial", f"file:{self.console_path}"),
-            "-no-reboot",
-            *("-kernel", sel.kernel, "-append", cmdline),
-            *(("-initrd", sel.initrd) if sel.initrd else ()),
-            *("-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe"),
-            *("-netdev", f"user,id=net0{fwd}", "-device", "virtio-net-pci,netdev=net0"),
-            *("-device", "virtio-rng-pci"),
-        ]
+    def command(self) -> list[str]:
+        return qemu_command(
+            self.arch,
+            self.disk,
+            self.console_path,
+            self.workdir,
+            memory_mib=self.memory_mib,
+            forwards=self.forwards,
+        )
 
     def boot(self) -> Emulator:
         if self.proc is not None and self.proc.poll() is None:
             raise BootError("the gateway is still running: stop() it or wait for its reboot first")
         if self.boots == 0 and not self.disk.exists():
             self.prepare()
-        tryboot = slots.take_tryboot_flag(slots.open_disk_boot(self.disk))
         self.console_path = self.workdir / f"console-{self.boots}.log"
-        cmd = self.command(tryboot)
+        cmd = self.command()
         self.console_path.write_text("")
         self.boots += 1
         self.started_monotonic = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return self
+
+    def loader_choice(self, timeout_s: float = 120) -> LoaderChoice:
+        """The slot the boot loader starts on this boot (waits for its console lines)."""
+        return self.wait_until(
+            lambda text: parse_loader_choice(text, complete=True), "the boot loader's choice", timeout_s
+        )
 
     def console(self) -> str:
         return self.console_path.read_text(errors="replace")
@@ -120,18 +152,20 @@ class Emulator:
     def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
         """Wait until the console shows ``pattern`` (a regex); fail early if QEMU exits."""
         rx = re.compile(pattern)
+        return self.wait_until(rx.search, repr(pattern), timeout_s)
+
+    def wait_until(self, found, what: str, timeout_s: float):
+        """Wait until ``found(console text)`` is truthy and return it; fail early if QEMU exits."""
         deadline = time.monotonic() + timeout_s
         while True:
-            m = rx.search(self.console())
+            m = found(self.console())
             if m:
                 return m
             if self.proc is not None and self.proc.poll() is not None:
                 out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise BootError(
-                    f"QEMU exited ({self.proc.returncode}) before {pattern!r}: {out}\n{self.tail()}"
-                )
+                raise BootError(f"QEMU exited ({self.proc.returncode}) before {what}: {out}\n{self.tail()}")
             if time.monotonic() > deadline:
-                raise BootError(f"no {pattern!r} on the console after {timeout_s:.0f} s\n{self.tail()}")
+                raise BootError(f"no {what} on the console after {timeout_s:.0f} s\n{self.tail()}")
             time.sleep(0.5)
 
     def wait_exit(self, timeout_s: float) -> int:
@@ -158,6 +192,54 @@ class Emulator:
             self.proc.wait()
 
 
+def qemu_command(
+    arch: str,
+    disk: Path,
+    console: Path,
+    workdir: Path,
+    *,
+    memory_mib: int = 1024,
+    forwards: dict[int, int] | None = None,
+    network: bool = True,
+) -> list[str]:
+    """qemu-system for the arch's board and firmware, the disk as virtio, serial console into a file."""
+    if arch == "amd64":
+        for f in (bootloader.OVMF_CODE, bootloader.OVMF_VARS):
+            if not f.exists():
+                raise BootError(f"{f} is missing: apt-get install ovmf")
+        efi_vars = Path(workdir) / "efi-vars.fd"
+        if not efi_vars.exists():  # the board's own NVRAM, kept across its reboots
+            shutil.copy(bootloader.OVMF_VARS, efi_vars)
+        board = [
+            *("qemu-system-x86_64", "-machine", "q35", "-cpu", "max"),
+            *("-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={bootloader.OVMF_CODE}"),
+            *("-drive", f"if=pflash,format=raw,unit=1,file={efi_vars}"),
+            *("-device", "i6300esb"),  # a hardware watchdog, as PCs have: systemd feeds it
+        ]
+    else:
+        if not bootloader.QEMU_UBOOT_ARM64.exists():
+            raise BootError(f"{bootloader.QEMU_UBOOT_ARM64} is missing: apt-get install u-boot-qemu")
+        board = [
+            *("qemu-system-aarch64", "-machine", "virt", "-cpu", "max"),
+            *("-bios", str(bootloader.QEMU_UBOOT_ARM64)),
+        ]
+    fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in (forwards or {}).items())
+    net = (
+        ["-netdev", f"user,id=net0{fwd}", "-device", "virtio-net-pci,netdev=net0"]
+        if network
+        else ["-nic", "none"]
+    )
+    return [
+        *board,
+        *("-accel", "tcg", "-smp", "2", "-m", str(memory_mib)),
+        *("-display", "none", "-monitor", "none", "-serial", f"file:{console}"),
+        "-no-reboot",
+        *("-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"),
+        *net,
+        *("-device", "virtio-rng-pci"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("disk", type=Path)
@@ -180,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             while True:
                 emu.boot()
-                print(f"booting {args.disk} ({arch}) from slot {emu.selection.slot}: {emu.selection.cmdline}")
+                print(f"booting {args.disk} ({arch}); its boot loader picks the slot")
                 tail = subprocess.Popen(["tail", "-F", "-n", "+1", str(emu.console_path)])
                 try:
                     emu.proc.wait()

@@ -1,8 +1,11 @@
-"""The Raspberry Pi (arm64) image: built under qemu-user emulation and booted on QEMU's arm64 virt board with
-Debian's arm64 kernel from the image's boot partition. Slow (the build's base root takes ~15 min emulated, the
+"""The Raspberry Pi (arm64) image: built under qemu-user emulation and booted on QEMU's arm64 virt board through
+U-Boot (the same U-Boot release the image carries for the Pi) running the image's own boot.scr, which starts
+Debian's arm64 kernel from the slot hems-boot.env names. Slow (the build's base root takes ~15 min emulated, each
 boot several minutes), so `make image-arm64` runs it (HEMS_IMAGE_ARM64=1), not `make test`.
 
-Also the other half of the SSH switch: without ssh-authorized-keys on the boot partition, SSH stays off.
+Also a trial boot of the other slot end to end on arm64: U-Boot spends the trial and starts slot b with
+hems.trial=1, the gateway's boot check, health check and commit run, and slot b is committed. And the other half
+of the SSH switch: without ssh-authorized-keys on the boot partition, SSH stays off.
 """
 
 from __future__ import annotations
@@ -47,20 +50,54 @@ def arm64_image(pytestconfig) -> Path:
 def test_pi_boot_partition(arm64_image):
     boot = slots.open_disk_boot(arm64_image)
     config = boot.read("config.txt").decode()
-    for line in ("arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel", "os_prefix=slot-a/"):
+    for line in ("arm_64bit=1", "kernel=u-boot.bin", "enable_uart=1"):
         assert line in config.splitlines()
-    # the Pi's boot firmware at the top, the device trees beside the slot's kernel
+    assert "os_prefix" not in config  # the slots are U-Boot's business, not the firmware's
+    # the Pi's boot firmware, U-Boot and its script at the top; device trees at the top and in the slot
     for name in (
         "start4.elf",
         "fixup4.dat",
         "bootcode.bin",
-        "slot-a/bcm2711-rpi-4-b.dtb",
-        "slot-a/bcm2837-rpi-3-b.dtb",
+        "u-boot.bin",
+        "boot.scr",
+        "bcm2711-rpi-4-b.dtb",
+        "bcm2837-rpi-zero-2-w.dtb",
+        "slot-a/vmlinuz",
+        "slot-a/initrd.img",
+        "slot-a/broadcom/bcm2711-rpi-4-b.dtb",
+        "slot-a/broadcom/bcm2837-rpi-3-b.dtb",
     ):
         assert boot.exists(name), name
-    sel = slots.boot_selection(boot, tryboot=False)
-    assert sel.slot == "a" and "root=PARTLABEL=hems-root-a" in sel.cmdline.split()
+    assert boot.read("boot.scr")[:4] == bytes.fromhex("27051956")  # a U-Boot image (mkimage)
+    env = slots.read_boot_env(boot)
+    assert slots.next_boot(env) == ("a", False)
+    cmdline = slots.parse_env(boot.read("slot-a/boot.env"))["hems_cmdline"].split()
+    assert "root=PARTLABEL=hems-root-a" in cmdline
+    assert not any(w.startswith("console=") for w in cmdline)  # the device tree's serial port: Pi and virt
     assert json.loads(boot.read("hems-slots.json"))["committed"] == "a"
+
+
+def copy_slot_a_to_b(disk: Path) -> None:
+    """What an install of the same version would leave: slot b = slot a, its boot files, a trial armed."""
+    parts = slots.slot_partitions(disk)
+    a, b = parts["a"], parts["b"]
+    # every block: slot b's old contents must not show through where slot a has zeros
+    blocks = [f"skip={a.offset_bytes >> 20}", f"seek={b.offset_bytes >> 20}", f"count={a.size_bytes >> 20}"]
+    subprocess.run(
+        ["dd", f"if={disk}", f"of={disk}", "bs=1M", *blocks, "conv=notrunc", "status=none"], check=True
+    )
+    boot = slots.open_disk_boot(disk)
+    for name in ("vmlinuz", "initrd.img"):
+        with_tmp = disk.with_name(name)
+        with_tmp.write_bytes(boot.read(f"slot-a/{name}"))
+        boot.put(f"slot-b/{name}", with_tmp)
+        with_tmp.unlink()
+    cmdline = slots.parse_env(boot.read("slot-a/boot.env"))["hems_cmdline"]
+    slots.write_slot_cmdline(boot, "b", cmdline)
+    state = slots.read_state(boot)
+    version = state["slots"]["a"]["version"]
+    slots.write_state(boot, slots.begin_state(state, "b", version, "copy of slot a"))
+    slots.write_boot_env(boot, "a", "b", 1)  # what `hems-update reboot` arms
 
 
 def test_boots_on_the_arm64_virt_board_with_ssh_off(arm64_image, tmp_path, pytestconfig):
@@ -86,5 +123,24 @@ def test_boots_on_the_arm64_virt_board_with_ssh_off(arm64_image, tmp_path, pytes
         )
         assert out.returncode != 0
         assert "SSH on" not in emu.console()
+        choice = emu.loader_choice(timeout_s=10)
+        assert (choice.slot, choice.trial) == ("a", False), choice
+        emu.stop()
+
+        # a trial boot of slot b through U-Boot, then the gateway's own boot check, health check and commit
+        copy_slot_a_to_b(emu.disk)
+        emu.boot()
+        choice = emu.loader_choice(timeout_s=300)
+        assert (choice.slot, choice.trial) == ("b", True), choice
+        assert {"root=PARTLABEL=hems-root-b", "hems.trial=1"} <= set(choice.cmdline.split())
+        emu.wait_for(BANNER_RUNNING, timeout_s=1800)
+        emu.wait_for(r"Finished.*HEMS update: commit the healthy trial slot", timeout_s=1200)
+        report(pytestconfig, f"arm64 trial boot of slot b to its commit: {emu.elapsed_s():.0f} s")
+        emu.stop()
+        boot = slots.open_disk_boot(emu.disk)
+        assert slots.next_boot(slots.read_boot_env(boot)) == ("b", False)
+        state = slots.read_state(boot)
+        assert state["committed"] == "b" and state["trying"] is None, state
+        assert state["slots"]["b"]["status"] == "good", state
     finally:
         emu.stop()

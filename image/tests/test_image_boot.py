@@ -102,14 +102,20 @@ def test_disk_layout_boot_files_and_root_slot(amd64_image):
     assert parts["hems-boot"].size_bytes == 256 * mib
     assert parts["hems-root-a"].size_bytes == parts["hems-root-b"].size_bytes >= 2048 * mib
     assert parts["hems-data"].offset_bytes > parts["hems-root-b"].offset_bytes  # last: it grows at first boot
-    # the Pi 3 / Zero 2 W ROM reads only an MBR: the boot partition is listed in a hybrid MBR
-    assert "hybrid MBR in place" in hybrid_mbr.apply(str(amd64_image), check=True)
+    # UEFI: the boot partition is the EFI system partition, the MBR only GPT's protective one (no hybrid)
+    assert parts["hems-boot"].type_guid.upper() == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    with pytest.raises(hybrid_mbr.HybridMbrError):
+        hybrid_mbr.apply(str(amd64_image), check=True)
 
     boot = slots.open_disk_boot(amd64_image)
-    assert slots.select_boot(boot, tryboot=False) == "a"
-    sel = slots.boot_selection(boot, tryboot=False)
-    assert "root=PARTLABEL=hems-root-a" in sel.cmdline.split() and " ro " in f" {sel.cmdline} "
-    assert sel.kernel == "slot-a/vmlinuz" and sel.initrd == "slot-a/initrd.img"
+    efi = boot.read("EFI/BOOT/BOOTX64.EFI")
+    assert efi is not None and efi[:2] == b"MZ"  # GRUB at the UEFI removable-media path
+    env = slots.read_boot_env(boot)
+    assert (env.slot, env.try_slot) == ("a", None) and slots.next_boot(env) == ("a", False)
+    cmdline = slots.parse_env(boot.read("slot-a/boot.env"))["hems_cmdline"]
+    assert "root=PARTLABEL=hems-root-a" in cmdline.split() and "ro" in cmdline.split()
+    assert boot.exists("slot-a/vmlinuz") and boot.exists("slot-a/initrd.img")
+    assert not boot.exists("config.txt") and not boot.exists("tryboot.txt")
     state = json.loads(boot.read("hems-slots.json"))
     assert state["committed"] == "a"
 
@@ -236,8 +242,16 @@ def test_boots_to_the_setup_page_and_keeps_its_state_across_a_reboot(amd64_image
     slots.open_disk_boot(emu.disk).write(
         "ssh-authorized-keys", key.with_suffix(".pub").read_bytes().replace(b"\n", b"\r\n")
     )
+    # Wi-Fi for a board without Ethernet: wifi.txt on the boot partition (taken at boot, then removed)
+    slots.open_disk_boot(emu.disk).write(
+        "wifi.txt", b"country=de\r\nssid=Home Net 5G\r\npsk=correct horse battery\r\n"
+    )
     try:
         emu.boot()
+        # UEFI firmware -> GRUB from the boot partition -> slot a's kernel, as hems-boot.env says
+        choice = emu.loader_choice(timeout_s=300)
+        assert (choice.slot, choice.trial) == ("a", False), choice
+        assert "root=PARTLABEL=hems-root-a" in choice.cmdline.split()
         m = emu.wait_for(r"data partition /dev/vda4: (\d+) MiB -> (\d+) MiB", timeout_s=600)
         assert int(m.group(1)) == 256 and int(m.group(2)) == 256 + 1024  # grown into the larger disk
         running = emu.wait_for(BANNER_RUNNING, timeout_s=600)
@@ -279,7 +293,9 @@ def test_boots_to_the_setup_page_and_keeps_its_state_across_a_reboot(amd64_image
             "systemctl is-active hems.service; findmnt -no OPTIONS /; sudo -n stat -c '%a %U' "
             "/var/lib/hems/tls/gateway.key; systemctl show -p WatchdogUSec --value hems.service; "
             "systemctl show -p User --value hems.service; systemctl list-units --failed --no-legend --plain | wc -l; "
-            "sudo -n systemd-analyze security hems.service --no-pager | tail -1",
+            "sudo -n systemd-analyze security hems.service --no-pager | tail -1; "
+            "systemctl show -p RuntimeWatchdogUSec --value; ls /dev/watchdog0; "
+            "sudo -n stat -L -c '%a %U' /etc/wpa_supplicant/wpa_supplicant-wlan0.conf; ls /boot/firmware",
         ).splitlines()
         assert facts[0] == "active"
         assert facts[1].split(",")[0] == "ro"  # the root slot is read-only
@@ -287,6 +303,13 @@ def test_boots_to_the_setup_page_and_keeps_its_state_across_a_reboot(amd64_image
         assert facts[3] not in ("0", "infinity", "")  # the watchdog is armed
         assert facts[4] == "hems"
         assert facts[5] == "0", ssh(ssh_port, key, "systemctl list-units --failed --no-legend --plain")
+        assert facts[7] == "1min" and facts[8] == "/dev/watchdog0"  # systemd feeds the hardware watchdog
+        assert facts[9] == "600 root"  # the Wi-Fi password: root only, on the data partition
+        assert "wifi.txt" not in facts[10:] and "hems-boot.env" in facts[10:]  # and no longer on the FAT
+        supplicant = ssh(ssh_port, key, "sudo -n cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf")
+        for line in ("country=DE", 'ssid="Home Net 5G"', 'psk="correct horse battery"'):
+            assert line in [w.strip() for w in supplicant.splitlines()], supplicant
+        assert "Wi-Fi configured for network 'Home Net 5G'" in emu.console()
         exposure = re.search(r"exposure level for hems\.service:\s+([\d.]+)", facts[6])
         assert exposure, facts[6]
         report(
