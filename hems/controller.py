@@ -19,6 +19,7 @@ from .home import HomeParams
 from .limits import LimitInputs, apply_limits
 from .model import Capability, Command, CommandError, Quantity, Setting
 from .rules import Decision, HomeState
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -318,13 +319,8 @@ class Controller:
             self._task = asyncio.create_task(self.run(), name="controller")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task, what="controller")
+        self._task = None
 
 
 def _tighter(a: float | None, b: float | None) -> float | None:

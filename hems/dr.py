@@ -54,6 +54,7 @@ from . import baseline as bl
 from .clock import Clock, RealClock
 from .planner.types import DRWindow
 from .store import Store
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -458,13 +459,8 @@ class _ResponderQueue:
             await self.queue.join()
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
-            self.task = None
+        await cancel_and_wait(self.task, what=f"DR responder {self.source}")
+        self.task = None
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -1159,13 +1155,8 @@ class DRManager:
             await self.clock.sleep(interval_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task, what="DR manager")
+        self._task = None
         try:
             await asyncio.wait_for(self.drain(), timeout=5.0)
         except TimeoutError:

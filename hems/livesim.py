@@ -17,6 +17,7 @@ from .clock import Clock
 from .home import HomeParams
 from .sim.environment import Environment
 from .sim.home import Controls, SimHome, StepResult
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,8 @@ class LiveSimHome:
             self._task = asyncio.create_task(self.run(), name="sim-physics")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task, what="simulated physics")
+        self._task = None
 
 
 def parse_sim_start(text: str, timezone: str) -> float | None:

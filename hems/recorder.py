@@ -7,6 +7,7 @@ import logging
 
 from .bus import Bus
 from .store import Store
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,7 @@ class Recorder:
             self._task = asyncio.create_task(self.run(), name="recorder")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task, what="recorder")
+        self._task = None
         self.flush()
         self._sub.close()

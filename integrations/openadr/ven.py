@@ -41,6 +41,7 @@ from hems.clock import Clock
 from hems.dr import DREvent, DRManager, DRNotice, DRState, OptState
 from hems.model import Capability, DeviceStatus, Quantity
 from hems.store import Store
+from hems.tasks import cancel_and_wait
 
 from . import mapping, xmlguard
 from .config import VenConfig
@@ -218,15 +219,7 @@ class Ven:
     async def stop(self) -> None:
         self._stopped = True
         tasks = [t for t in [self._task, *(r.task for r in self._requests.values())] if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("VEN task failed while stopping")
+        await cancel_and_wait(*tasks, what="VEN task")
         self._task = None
         for r in self._requests.values():
             r.task = None

@@ -50,6 +50,7 @@ from hems.clock import Clock
 from hems.dr import DREvent, DRManager, DRNotice, DRState
 from hems.model import Capability, Command, CommandError, Quantity, Setting
 from hems.store import Store
+from hems.tasks import cancel_and_wait
 
 from . import events as rules
 from . import identity
@@ -217,15 +218,7 @@ class Sep2Client:
 
     async def stop(self) -> None:
         self._stopped = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("2030.5 task failed while stopping")
+        await cancel_and_wait(*self._tasks, what="2030.5 task")
         self._tasks = []
         if self._session is not None and not self._session.closed:
             await self._session.close()
