@@ -47,7 +47,10 @@ else
     setenv hems_other a
 fi
 
-# The Pi's default load addresses leave too little room for Debian's 33 MB arm64 kernel.
+# The Pi's default load addresses leave too little room for Debian's 33 MB arm64 kernel: here it gets 2-64 MiB
+# (its image_size, BSS included), the device tree 64-65 MiB, the initrd from 65 MiB. ${loadaddr} (16 MiB on the
+# Pi) lies inside the kernel's room, so every small file (hems-boot.env, slot-X/boot.env) is loaded and imported
+# before the kernel is.
 if test "${board}" = rpi; then
     setenv kernel_addr_r 0x00200000
     setenv fdt_addr_r 0x04000000
@@ -57,7 +60,7 @@ fi
 # Start slot ${s}: its kernel, its initrd if any, its command line (slot-X/boot.env), and the device tree U-Boot
 # was given (${fdt_addr}): on the Pi the firmware's, which it completed for this board (memory, DMA ranges, MAC
 # address); on QEMU the board's. Only without one, the slot's own copy for this board (${fdtfile}).
-setenv hems_start 'if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} slot-${s}/vmlinuz; then setenv hems_cmdline; if load ${devtype} ${devnum}:${distro_bootpart} ${loadaddr} slot-${s}/boot.env; then env import -t ${loadaddr} ${filesize} hems_cmdline; fi; if test -z "${hems_cmdline}"; then setenv hems_cmdline "root=PARTLABEL=hems-root-${s} ro rootwait panic=10"; fi; setenv hems_initrd -; if load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} slot-${s}/initrd.img; then setenv hems_initrd ${ramdisk_addr_r}:${filesize}; fi; setenv hems_fdt ${fdt_addr}; if test -z "${hems_fdt}" && test -n "${fdtfile}" && load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr_r} slot-${s}/${fdtfile}; then setenv hems_fdt ${fdt_addr_r}; fi; if test -z "${hems_fdt}"; then setenv hems_fdt ${fdtcontroladdr}; fi; if test "${hems_trial}" = 1; then setenv bootargs "${hems_cmdline} hems.trial=1"; else setenv bootargs "${hems_cmdline}"; fi; echo "hems-boot: starting slot ${s} (trial ${hems_trial}, env ${hems_env})"; for w in ${bootargs}; do echo "hems-boot: arg ${w}"; done; booti ${kernel_addr_r} ${hems_initrd} ${hems_fdt}; echo "hems-boot: the kernel of slot ${s} did not start"; else echo "hems-boot: slot ${s} has no kernel"; fi'
+setenv hems_start 'setenv hems_cmdline; if load ${devtype} ${devnum}:${distro_bootpart} ${loadaddr} slot-${s}/boot.env; then env import -t ${loadaddr} ${filesize} hems_cmdline; fi; if test -z "${hems_cmdline}"; then setenv hems_cmdline "root=PARTLABEL=hems-root-${s} ro rootwait panic=10"; fi; if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} slot-${s}/vmlinuz; then setenv hems_initrd -; if load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} slot-${s}/initrd.img; then setenv hems_initrd ${ramdisk_addr_r}:${filesize}; fi; setenv hems_fdt ${fdt_addr}; if test -z "${hems_fdt}" && test -n "${fdtfile}" && load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr_r} slot-${s}/${fdtfile}; then setenv hems_fdt ${fdt_addr_r}; fi; if test -z "${hems_fdt}"; then setenv hems_fdt ${fdtcontroladdr}; fi; if test "${hems_trial}" = 1; then setenv bootargs "${hems_cmdline} hems.trial=1"; else setenv bootargs "${hems_cmdline}"; fi; echo "hems-boot: starting slot ${s} (trial ${hems_trial}, env ${hems_env})"; for w in ${bootargs}; do echo "hems-boot: arg ${w}"; done; booti ${kernel_addr_r} ${hems_initrd} ${hems_fdt}; echo "hems-boot: the kernel of slot ${s} did not start"; else echo "hems-boot: slot ${s} has no kernel"; fi'
 
 setenv s ${hems_boot}
 run hems_start

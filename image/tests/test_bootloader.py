@@ -11,6 +11,7 @@ line and from the environment files it leaves behind.
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -224,3 +225,33 @@ def test_a_damaged_environment_uses_its_backup_and_neither_means_slot_a(board: B
     assert "no usable hems-boot.env" in board.console
     assert (slot, trial) == ("a", False)
     assert slots.next_boot(slots.read_boot_env(board.boot_files())) == ("a", False)
+
+
+def pi_addresses() -> dict[str, int]:
+    """The load addresses boot.scr sets on the Raspberry Pi (its `if test "${board}" = rpi` block)."""
+    script = bootloader.UBOOT_SCRIPT.read_text()
+    block = re.search(r'if test "\$\{board\}" = rpi; then\n(.*?)\nfi\n', script, re.S)
+    assert block, "u-boot.cmd has no rpi address block"
+    return {m[1]: int(m[2], 16) for m in re.finditer(r"setenv (\w+) (0x[0-9a-fA-F]+)", block.group(1))}
+
+
+def test_small_files_are_loaded_before_the_kernel_that_may_cover_their_address():
+    # On the Pi, U-Boot's ${loadaddr} (16 MiB) lies inside the room the kernel gets (2-64 MiB): a file loaded
+    # there after the kernel would overwrite the kernel (QEMU's virt board, whose loadaddr sits below its
+    # kernel_addr_r, cannot show this). Every ${loadaddr} load in hems_start must come before the kernel's.
+    script = bootloader.UBOOT_SCRIPT.read_text()
+    start = re.search(r"^setenv hems_start '(.*)'$", script, re.M)
+    assert start, "u-boot.cmd defines no hems_start"
+    body = start.group(1)
+    kernel_load = body.index("${kernel_addr_r} slot-${s}/vmlinuz")
+    small_loads = [m.start() for m in re.finditer(r"load \S+ \S+ \$\{loadaddr\}", body)]
+    assert small_loads and max(small_loads) < kernel_load
+    assert "${loadaddr}" not in body[kernel_load:]
+    # and the whole script reaches `run hems_start` only after its own ${loadaddr} work
+    assert script.rindex("${loadaddr}", 0, script.index("run hems_start")) < script.index("run hems_start")
+
+    pi = pi_addresses()
+    mib = 1 << 20
+    assert pi["kernel_addr_r"] % (2 * mib) == 0  # booti starts an arm64 Image in place only 2 MiB aligned
+    assert pi["fdt_addr_r"] - pi["kernel_addr_r"] >= 48 * mib  # Debian's arm64 kernel needs ~33 MB
+    assert pi["ramdisk_addr_r"] - pi["fdt_addr_r"] >= mib // 2  # the device trees are ~60 KB

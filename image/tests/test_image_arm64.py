@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the boot test's helpers and image/qemu.py
 
 from qemu import Emulator  # noqa: E402
+from test_bootloader import pi_addresses  # noqa: E402
 from test_image_boot import (  # noqa: E402
     BANNER_RUNNING,
     SSH_OPTIONS,
@@ -75,6 +77,16 @@ def test_pi_boot_partition(arm64_image):
     assert "root=PARTLABEL=hems-root-a" in cmdline
     assert not any(w.startswith("console=") for w in cmdline)  # the device tree's serial port: Pi and virt
     assert json.loads(boot.read("hems-slots.json"))["committed"] == "a"
+
+    # the Pi's memory map with the real files: the kernel (booti's image_size, BSS included) ends before the
+    # device tree and the initrd (test_bootloader checks that nothing is loaded into the kernel's room after it)
+    pi = pi_addresses()
+    kernel = boot.read("slot-a/vmlinuz")
+    assert kernel[56:60] == b"ARM\x64"  # an uncompressed arm64 Image: booti starts it in place
+    image_size = struct.unpack_from("<Q", kernel, 16)[0]
+    assert pi["kernel_addr_r"] + image_size <= pi["fdt_addr_r"], (hex(image_size), pi)
+    uboot = boot.read("u-boot.bin")
+    assert b"fatwrite" in uboot and b"distro_bootcmd" in uboot  # finds boot.scr; can spend a trial on FAT
 
 
 def copy_slot_a_to_b(disk: Path) -> None:
