@@ -4,6 +4,7 @@ and the `hems setup-code` / `hems run` commands."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -179,6 +180,44 @@ async def test_lock_out_after_repeated_failures(owned):
             owned.url + "/api/login", json={"username": "owner", "password": OWNER_PASSWORD}
         ) as r:
             assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+async def test_a_known_device_is_not_locked_out_by_someone_elses_guesses(owned):
+    async def post_login(s: aiohttp.ClientSession, password: str) -> tuple[int, dict]:
+        async with s.post(owned.url + "/api/login", json={"username": "owner", "password": password}) as r:
+            return r.status, await r.json()
+
+    async with _jar_session() as phone, _jar_session() as stranger:
+        # the owner's phone has logged in before: it holds a device cookie (HttpOnly, for /api/ only)
+        assert (await post_login(phone, OWNER_PASSWORD))[0] == 200
+        device = next(c for c in phone.cookie_jar if c.key == "hems_device")
+        assert device["httponly"] and device["path"] == "/api/" and int(device["max-age"]) == 180 * 86400
+        first_device = device.value
+
+        # someone else on the LAN (same address here) types wrong passwords for "owner" until it locks
+        statuses = [(await post_login(stranger, "guess-guess"))[0] for _ in range(6)]
+        assert statuses == [401, 401, 401, 401, 401, 429]
+        assert (await post_login(stranger, OWNER_PASSWORD))[0] == 429  # the username and address are locked
+
+        # the phone still gets in, and its device cookie is replaced by a new one on each login
+        status, me = await post_login(phone, OWNER_PASSWORD)
+        assert status == 200 and me["username"] == "owner"
+        second_device = next(c for c in phone.cookie_jar if c.key == "hems_device").value
+        assert second_device != first_device
+
+        # the old device cookie is spent: a copy of it is treated as a stranger (still locked)
+        async with _jar_session() as copy:
+            copy.cookie_jar.update_cookies({"hems_device": first_device})
+            assert (await post_login(copy, OWNER_PASSWORD))[0] == 429
+
+        # a known device guessing is throttled on its own: 5 failures lock the device, not only the user
+        statuses = [(await post_login(phone, "guess-guess"))[0] for _ in range(6)]
+        assert statuses == [401, 401, 401, 401, 401, 429]
+        assert (await post_login(phone, OWNER_PASSWORD))[0] == 429
+
+    # only the device cookies' SHA-256 is kept, with the user
+    kept = json.dumps(owned.store.kv_get("auth.users"))
+    assert second_device not in kept and hashlib.sha256(second_device.encode()).hexdigest() in kept
 
 
 async def test_roles_users_and_password_change(owned):

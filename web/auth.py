@@ -11,7 +11,10 @@
   (given by ``/api/login`` and ``/api/me``, and in the readable cookie ``hems_csrf``). Login and setup, made
   without a session, must come from the gateway's own origin when the browser says where it comes from.
 - Lock-out: 5 wrong passwords (or setup codes) for one username or from one address within 15 minutes lock
-  that username/address for 5 minutes, doubling on each further lock-out up to an hour.
+  that username/address for 5 minutes, doubling on each further lock-out up to an hour. So that someone on the
+  LAN cannot lock the owner out by typing wrong passwords for "owner", a browser that has logged in as a user
+  before carries a device cookie (``hems_device``, 180 days, only its SHA-256 kept): its logins for that user
+  count against that device alone, not against the username or the address.
 - Roles: ``owner`` may do everything; ``installer`` may pair, add, configure and update devices and reads the rest.
 """
 
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("owner", "installer")
 SESSION_COOKIE = "hems_session"
+DEVICE_COOKIE = "hems_device"
 CSRF_COOKIE = "hems_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
@@ -123,6 +127,8 @@ class Accounts:
     failure_window_s = 15 * 60.0
     lockout_s = 5 * 60.0
     max_lockout_s = 3600.0
+    device_max_age_s = 180 * 86400.0
+    max_devices_per_user = 20
 
     def __init__(self, store, data_dir: str | Path, *, session_idle_s: float = 12 * 3600.0) -> None:
         self.store = store
@@ -279,10 +285,40 @@ class Accounts:
             self._save_users()
         setup_code_path(self.data_dir).unlink(missing_ok=True)
 
-    async def login(self, username: object, password: object, *, client: str) -> tuple[str, Session]:
+    def _known_device(self, name: str, device: str | None, now: float) -> str | None:
+        """The digest of ``device`` if it is a device cookie this user was given and it has not expired."""
+        user = self._users.get(name)
+        if not device or user is None:
+            return None
+        digest = _digest(device)
+        issued = user.get("devices", {}).get(digest)
+        if issued is None or now - issued > self.device_max_age_s:
+            return None
+        return digest
+
+    def _issue_device(self, user: dict, replaces: str | None, now: float) -> str:
+        """A new device cookie for this user (a known one is replaced: each login rotates it)."""
+        devices = {
+            d: ts
+            for d, ts in user.get("devices", {}).items()
+            if d != replaces and now - ts <= self.device_max_age_s
+        }
+        token = secrets.token_urlsafe(32)
+        devices[_digest(token)] = now
+        # a bounded list: the oldest devices fall back to the username/address lock-out
+        user["devices"] = dict(sorted(devices.items(), key=lambda kv: kv[1])[-self.max_devices_per_user :])
+        return token
+
+    async def login(
+        self, username: object, password: object, *, client: str, device: str | None = None
+    ) -> tuple[str, Session, str]:
+        """(session token, session, device token). ``device`` is the browser's device cookie, if any."""
         now_mono = time.monotonic()
+        now = time.time()
         name = username if isinstance(username, str) else ""
-        keys = [f"addr:{client}", f"user:{name}"]
+        known = self._known_device(name, device, now)
+        # a device this user logged in from before is throttled on its own: others' failures do not lock it
+        keys = [f"device:{known}"] if known else [f"addr:{client}", f"user:{name}"]
         self._throttle_check(keys, now_mono)
         user = self._users.get(name)
         if user is None and self._dummy_hash is None:
@@ -294,8 +330,9 @@ class Accounts:
             self._throttle_fail(keys, now_mono)
             raise AuthError("wrong username or password", status=401)
         self._throttle_ok(keys)
+        device_token = self._issue_device(user, known, now)
+        self._save_users()
         token = secrets.token_urlsafe(32)
-        now = time.time()
         session = Session(
             username=name,
             role=user["role"],
@@ -307,8 +344,8 @@ class Accounts:
         self._expire(now)
         self._sessions[_digest(token)] = session
         self._save_sessions()
-        log.info("%r logged in from %s", name, client)
-        return token, session
+        log.info("%r logged in from %s%s", name, client, " (known device)" if known else "")
+        return token, session, device_token
 
     def session(self, token: str | None) -> Session | None:
         if not token:
@@ -459,14 +496,26 @@ async def auth_middleware(request: web.Request, handler):
     return await handler(request)
 
 
-def _set_session_cookies(request: web.Request, response: web.Response, token: str, s: Session) -> None:
+def _set_session_cookies(
+    request: web.Request, response: web.Response, token: str, s: Session, device_token: str
+) -> None:
     secure = request.secure
-    max_age = int(request.app[ACCOUNTS].session_idle_s)
+    accounts = request.app[ACCOUNTS]
+    max_age = int(accounts.session_idle_s)
     response.set_cookie(
         SESSION_COOKIE, token, httponly=True, samesite="Strict", secure=secure, path="/", max_age=max_age
     )
     response.set_cookie(
         CSRF_COOKIE, s.csrf_token, httponly=False, samesite="Strict", secure=secure, path="/", max_age=max_age
+    )
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+        path="/api/",
+        max_age=int(accounts.device_max_age_s),
     )
 
 
@@ -501,13 +550,16 @@ async def api_login(request: web.Request) -> web.Response:
         body = await _json_body(request)
         if not accounts.has_owner:
             raise AuthError("the gateway is not set up yet: open /setup", status=409)
-        token, session = await accounts.login(
-            body.get("username"), body.get("password"), client=_client(request)
+        token, session, device = await accounts.login(
+            body.get("username"),
+            body.get("password"),
+            client=_client(request),
+            device=request.cookies.get(DEVICE_COOKIE),
         )
     except AuthError as exc:
         return _auth_error(exc)
     response = web.json_response(_me(session))
-    _set_session_cookies(request, response, token, session)
+    _set_session_cookies(request, response, token, session, device)
     return response
 
 
@@ -518,11 +570,13 @@ async def api_setup(request: web.Request) -> web.Response:
         user = await accounts.setup_owner(
             body.get("setup_code"), body.get("username"), body.get("password"), client=_client(request)
         )
-        token, session = await accounts.login(user["username"], body["password"], client=_client(request))
+        token, session, device = await accounts.login(
+            user["username"], body["password"], client=_client(request)
+        )
     except AuthError as exc:
         return _auth_error(exc)
     response = web.json_response(_me(session), status=201)
-    _set_session_cookies(request, response, token, session)
+    _set_session_cookies(request, response, token, session, device)
     return response
 
 
@@ -573,13 +627,16 @@ async def api_change_password(request: web.Request) -> web.Response:
         await accounts.change_password(
             session.username, body.get("current_password"), body.get("new_password")
         )
-        token, new_session = await accounts.login(
-            session.username, body["new_password"], client=_client(request)
+        token, new_session, device = await accounts.login(
+            session.username,
+            body["new_password"],
+            client=_client(request),
+            device=request.cookies.get(DEVICE_COOKIE),
         )
     except AuthError as exc:
         return _auth_error(exc)
     response = web.json_response(_me(new_session))
-    _set_session_cookies(request, response, token, new_session)
+    _set_session_cookies(request, response, token, new_session, device)
     return response
 
 

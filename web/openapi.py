@@ -501,7 +501,7 @@ def document() -> dict:
         "/setup": {"get": _page("First-start setup page: setup code, owner username and password")},
         "/api/login": {
             "post": _op(
-                "Log in; sets the hems_session (HttpOnly) and hems_csrf cookies",
+                "Log in; sets the hems_session (HttpOnly), hems_csrf and hems_device (HttpOnly, 180 days) cookies",
                 {
                     "200": _json_response("Logged in.", _ref("Me")),
                     "400": _error("Missing field."),
