@@ -594,7 +594,7 @@ def document() -> dict:
         },
         "/api/live": {
             "get": _op(
-                "WebSocket: a `snapshot` message (as /api/status), then one `reading` message per reading",
+                "WebSocket: a `snapshot` message (as /api/status), then `reading` messages, each (device, quantity) at most every 0.25 s with its latest value",
                 {
                     "101": {"description": "Switching to WebSocket."},
                     "403": _error("Cross-site WebSocket refused."),
