@@ -142,8 +142,7 @@ class DirBoot:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        _replace_durably(tmp, path)
 
     def put(self, name: str, src: Path) -> None:
         path = self._path(name)
@@ -153,8 +152,7 @@ class DirBoot:
             shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        _replace_durably(tmp, path)
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -172,6 +170,22 @@ class DirBoot:
         if not base.exists():
             return 0
         return sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """Rename tmp over path so that the new name survives a power cut once this returns.
+
+    On vfat a rename over an existing file moves the new file's directory entry into the old one's slot, and
+    that slot is written only with the file's inode: fsyncing the directory does not write it, while the old
+    file's clusters are freed at once. Without the second fsync, a power cut within the kernel's writeback
+    delay (~30 s) leaves the name pointing at freed clusters: a damaged hems-boot.env."""
+    os.replace(tmp, path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:
