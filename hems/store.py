@@ -1,8 +1,12 @@
 """The gateway's SQLite store: raw readings, rollups, events, settings, an MQTT outbox.
 
 One file, WAL mode, one writer (this process). Every write is one short ``BEGIN IMMEDIATE`` transaction, so
-whatever a method call committed is on disk when it returns and survives a crash of the process
-(``synchronous=NORMAL``: a power cut may lose the last few transactions, never corrupt the file).
+whatever a method call committed is on disk when it returns and survives a crash of the process. Readings,
+rollups and the outbox are written with ``synchronous=NORMAL``: a power cut may lose the last few seconds of
+them, never corrupt the file. What a person or the utility made — accounts, settings, commissioned devices, DR
+events (``kv_set``, ``set_setting``, ``add_event``, ``update_event``) — is written with ``synchronous=FULL``:
+once the call returns it survives a power cut too (a gateway's power is cut without warning; setting it up
+again, or losing a DR event's record, is not a fair price for saving one fsync).
 
 Layout (schema version 1, see ``_V1``):
 
@@ -304,11 +308,14 @@ class Store:
         self._outbox_dropped: int = int(self._kv_get(_KV_OUTBOX_DROPPED) or 0)
 
     @contextlib.contextmanager
-    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction; sqlite errors become StoreError naming the file and the operation."""
+    def _write(self, what: str, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; sqlite errors become StoreError naming the file and the operation.
+        ``durable``: the commit is synced to the disk (WAL fsynced) before this returns."""
         with self._lock:
             conn = self.db.conn
             try:
+                if durable:
+                    conn.execute("PRAGMA synchronous = FULL")  # only outside a transaction
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
@@ -321,6 +328,10 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"database {self.path}: {what} failed: {e}") from e
+            finally:
+                if durable:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextlib.contextmanager
     def _read(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -594,7 +605,7 @@ class Store:
     def add_event(self, kind: str, data: dict, *, ts: float, source: str = "", ref: str | None = None) -> int:
         """Store an event (DR event, fault, plan change, user action); returns its id."""
         payload = _dumps(f"event {kind!r} data", data)
-        with self._write(f"storing event {kind!r}") as conn:
+        with self._write(f"storing event {kind!r}", durable=True) as conn:
             cur = conn.execute(
                 "INSERT INTO events (ts, kind, source, ref, data) VALUES (?, ?, ?, ?, ?)",
                 (ts, kind, source, ref, payload),
@@ -604,7 +615,7 @@ class Store:
     def update_event(self, event_id: int, data: dict) -> None:
         """Replace the data of an event. Raises KeyError if there is no such event."""
         payload = _dumps(f"event {event_id} data", data)
-        with self._write(f"updating event {event_id}") as conn:
+        with self._write(f"updating event {event_id}", durable=True) as conn:
             if conn.execute("UPDATE events SET data = ? WHERE id = ?", (payload, event_id)).rowcount == 0:
                 raise KeyError(f"no event with id {event_id} in {self.path}")
 
@@ -647,7 +658,7 @@ class Store:
 
     def set_setting(self, key: str, value: Any, *, ts: float) -> None:
         payload = _dumps(f"setting {key!r}", value)
-        with self._write(f"saving setting {key!r}") as conn:
+        with self._write(f"saving setting {key!r}", durable=True) as conn:
             conn.execute(
                 "INSERT INTO settings (key, value, ts) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, ts = excluded.ts",
@@ -672,7 +683,7 @@ class Store:
         if key.startswith(("rollup.", "outbox.")):
             raise ValueError(f"kv key {key!r} is reserved for the store (prefixes 'rollup.', 'outbox.')")
         _dumps(f"state {key!r}", value)
-        with self._write(f"saving state {key!r}") as conn:
+        with self._write(f"saving state {key!r}", durable=True) as conn:
             self._kv_set(conn, key, value)
 
     # ---------------------------------------------------------------------------------------------------

@@ -657,3 +657,37 @@ def test_sqlite_errors_become_store_errors_naming_the_file(db_path: Path) -> Non
     assert s.add_readings([Reading("m", "p", 1.0, T0)]) == 1  # and the store still works afterwards
     s.close()
     assert os.path.exists(db_path)
+
+
+def test_what_people_made_is_committed_with_a_full_sync_and_readings_are_not(store: Store) -> None:
+    """Accounts, settings, commissioned devices and DR events survive a power cut once written (the image boot
+    test cuts the power and finds the owner's account); readings keep the cheaper NORMAL sync."""
+    mode_at_commit: list[str] = []
+    mode = ["NORMAL"]
+
+    def trace(sql: str) -> None:
+        words = sql.split()
+        if words[:2] == ["PRAGMA", "synchronous"]:
+            mode[0] = words[-1]
+        elif words[:1] == ["COMMIT"]:
+            mode_at_commit.append(mode[0])
+
+    store.db.conn.set_trace_callback(trace)
+
+    def commit_modes(write) -> list[str]:
+        mode_at_commit.clear()
+        write()
+        return list(mode_at_commit)
+
+    assert commit_modes(lambda: store.kv_set("auth.users", {"owner": {"role": "owner"}})) == ["FULL"]
+    assert commit_modes(lambda: store.set_setting("battery.reserve_pct", 30, ts=T0)) == ["FULL"]
+    mode_at_commit.clear()
+    event_id = store.add_event("dr", {"state": "pending"}, ts=T0)
+    assert mode_at_commit == ["FULL"]
+    assert commit_modes(lambda: store.update_event(event_id, {"state": "active"})) == ["FULL"]
+    assert commit_modes(lambda: store.add_readings([Reading("m", "p", 1.0, T0)])) == ["NORMAL"]
+    # and the connection is back to NORMAL afterwards, also after a failed durable write
+    with pytest.raises(KeyError):
+        store.update_event(event_id + 99, {"state": "x"})
+    store.db.conn.set_trace_callback(None)
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
