@@ -125,7 +125,8 @@ class Runtime:
         self.latest_plan = full
         if self.store is None:
             return
-        self.store.kv_set("plan.latest", full)
+        # a plan is made again within minutes: not worth an fsync each (an SD card's wear, a Pi's I/O)
+        self.store.kv_set("plan.latest", full, durable=False)
         self.store.add_event(
             "plan",
             {
@@ -138,6 +139,7 @@ class Runtime:
             },
             ts=self.clock.now(),
             source="planner",
+            durable=False,
         )
 
     async def start(self, *, serve_web: bool = True) -> None:

@@ -602,10 +602,20 @@ class Store:
     # ---------------------------------------------------------------------------------------------------
     # events
 
-    def add_event(self, kind: str, data: dict, *, ts: float, source: str = "", ref: str | None = None) -> int:
-        """Store an event (DR event, fault, plan change, user action); returns its id."""
+    def add_event(
+        self,
+        kind: str,
+        data: dict,
+        *,
+        ts: float,
+        source: str = "",
+        ref: str | None = None,
+        durable: bool = True,
+    ) -> int:
+        """Store an event (DR event, fault, plan change, user action); returns its id. ``durable=False`` for
+        what is made again anyway (a plan's summary): no fsync."""
         payload = _dumps(f"event {kind!r} data", data)
-        with self._write(f"storing event {kind!r}", durable=True) as conn:
+        with self._write(f"storing event {kind!r}", durable=durable) as conn:
             cur = conn.execute(
                 "INSERT INTO events (ts, kind, source, ref, data) VALUES (?, ?, ?, ?, ?)",
                 (ts, kind, source, ref, payload),
@@ -679,11 +689,12 @@ class Store:
             value = self._kv_get(key)
         return default if value is None else value
 
-    def kv_set(self, key: str, value: Any) -> None:
+    def kv_set(self, key: str, value: Any, *, durable: bool = True) -> None:
+        """``durable=False`` for state that is made again anyway (the latest plan): no fsync."""
         if key.startswith(("rollup.", "outbox.")):
             raise ValueError(f"kv key {key!r} is reserved for the store (prefixes 'rollup.', 'outbox.')")
         _dumps(f"state {key!r}", value)
-        with self._write(f"saving state {key!r}", durable=True) as conn:
+        with self._write(f"saving state {key!r}", durable=durable) as conn:
             self._kv_set(conn, key, value)
 
     # ---------------------------------------------------------------------------------------------------
