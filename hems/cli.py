@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
 
 from . import __version__
 from .config import ConfigError, load_config
@@ -91,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # signxml (under the OpenADR library) warns at import that DSA is deprecated: OpenADR 2.0b certificates are
+    # RSA or ECDSA, never DSA, and the warning is noise on every start
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"signxml\.")
     args = _parser().parse_args(argv)
     try:
         if args.command == "dev":
